@@ -1,0 +1,231 @@
+/**
+ * The error registry: every failure the sidecar reports has a class here with a stable `code`,
+ * the HTTP status the agent receives, and a bounded `outcome` used as a metric label.
+ *
+ * Switch on `code`, not on `instanceof`: codes are part of the public contract and are listed in
+ * the README. Messages never contain a token, secret or assertion.
+ */
+
+export type ErrorCode =
+  | 'OBO_CONFIG_INVALID'
+  | 'OBO_SECRET_UNAVAILABLE'
+  | 'OBO_PROXY_BAD_REQUEST'
+  | 'OBO_PROXY_MISSING_TOKEN'
+  | 'OBO_PROXY_DUPLICATE_AUTHORIZATION'
+  | 'OBO_PROXY_UNKNOWN_HOST'
+  | 'OBO_UPSTREAM_UNREACHABLE'
+  | 'OBO_UPSTREAM_TIMEOUT'
+  | 'OBO_EXCHANGE_SUBJECT_REJECTED'
+  | 'OBO_EXCHANGE_FORBIDDEN'
+  | 'OBO_EXCHANGE_CLIENT_REJECTED'
+  | 'OBO_EXCHANGE_IDP_UNAVAILABLE'
+  | 'OBO_EXCHANGE_BAD_RESPONSE'
+  | 'OBO_EXCHANGE_TIMEOUT'
+  | 'OBO_EXCHANGE_THROTTLED'
+
+/** The JSON body the sidecar sends the agent for any error it generates itself. */
+export interface ErrorBody {
+  /** The identity provider's OAuth error code when there is one, otherwise a snake_case reason. */
+  error: string
+  code: ErrorCode
+  message: string
+}
+
+export abstract class OboError extends Error {
+  abstract readonly code: ErrorCode
+  /** HTTP status sent to the agent. */
+  abstract readonly statusCode: number
+  /** `error` field of the JSON body. */
+  abstract readonly error: string
+
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = new.target.name
+  }
+
+  /** Extra response headers, such as `WWW-Authenticate` or `Retry-After`. */
+  responseHeaders(): Record<string, string> {
+    return {}
+  }
+
+  toBody(): ErrorBody {
+    return { error: this.error, code: this.code, message: this.message }
+  }
+}
+
+/** One problem found in a routes file, located by line and column (both 1-based). */
+export interface ConfigProblem {
+  file: string
+  line: number
+  col: number
+  message: string
+}
+
+export function formatConfigProblem(problem: ConfigProblem): string {
+  return `${problem.file}:${problem.line}:${problem.col}: ${problem.message}`
+}
+
+export class ConfigError extends OboError {
+  readonly code = 'OBO_CONFIG_INVALID'
+  readonly statusCode = 500
+  readonly error = 'config_invalid'
+  readonly problems: readonly ConfigProblem[]
+
+  constructor(problems: readonly ConfigProblem[]) {
+    super(problems.map(formatConfigProblem).join('\n'))
+    this.problems = problems
+  }
+}
+
+/** A client secret or actor token named in the config cannot be read. */
+export class SecretUnavailableError extends OboError {
+  readonly code = 'OBO_SECRET_UNAVAILABLE'
+  readonly statusCode = 502
+  readonly error = 'secret_unavailable'
+}
+
+export class BadProxyRequestError extends OboError {
+  readonly code = 'OBO_PROXY_BAD_REQUEST'
+  readonly statusCode = 400
+  readonly error = 'invalid_request'
+}
+
+/** RFC 6750 section 3.1: a protected resource answers a request without credentials with 401. */
+export class MissingTokenError extends OboError {
+  readonly code = 'OBO_PROXY_MISSING_TOKEN'
+  readonly statusCode = 401
+  readonly error = 'invalid_token'
+
+  override responseHeaders(): Record<string, string> {
+    return { 'www-authenticate': 'Bearer' }
+  }
+}
+
+export class DuplicateAuthorizationError extends OboError {
+  readonly code = 'OBO_PROXY_DUPLICATE_AUTHORIZATION'
+  readonly statusCode = 400
+  readonly error = 'invalid_request'
+}
+
+/** An origin-form request whose `Host` matches no route: forwarding it would loop to the sidecar. */
+export class UnknownHostError extends OboError {
+  readonly code = 'OBO_PROXY_UNKNOWN_HOST'
+  readonly statusCode = 421
+  readonly error = 'misdirected_request'
+}
+
+export class UpstreamUnreachableError extends OboError {
+  readonly code = 'OBO_UPSTREAM_UNREACHABLE'
+  readonly statusCode = 502
+  readonly error = 'upstream_unreachable'
+}
+
+export class UpstreamTimeoutError extends OboError {
+  readonly code = 'OBO_UPSTREAM_TIMEOUT'
+  readonly statusCode = 504
+  readonly error = 'upstream_timeout'
+}
+
+/**
+ * Base of every token-exchange failure. `outcome` is the `outcome` label of
+ * `obo_sidecar_token_exchanges_total`; `idpError` is the IdP's OAuth error code, if it sent one.
+ */
+export abstract class ExchangeError extends OboError {
+  abstract readonly outcome: string
+  readonly idpError: string | undefined
+
+  constructor(message: string, idpError?: string, options?: ErrorOptions) {
+    super(message, options)
+    this.idpError = idpError
+  }
+}
+
+/** The IdP rejected the user's token (`invalid_grant`): the agent must get a fresh one. */
+export class SubjectTokenRejectedError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_SUBJECT_REJECTED'
+  readonly statusCode = 401
+  readonly outcome = 'subject_rejected'
+
+  get error(): string {
+    return this.idpError ?? 'invalid_grant'
+  }
+
+  override responseHeaders(): Record<string, string> {
+    return { 'www-authenticate': 'Bearer error="invalid_token"' }
+  }
+}
+
+/** The IdP refused the target, scope or consent (`invalid_target`, `invalid_scope`, ...). */
+export class ExchangeForbiddenError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_FORBIDDEN'
+  readonly statusCode = 403
+  readonly outcome = 'forbidden'
+
+  get error(): string {
+    return this.idpError ?? 'access_denied'
+  }
+}
+
+/** The IdP rejected the sidecar's own client or request: a sidecar configuration problem. */
+export class ClientRejectedError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_CLIENT_REJECTED'
+  readonly statusCode = 502
+  readonly outcome = 'client_rejected'
+
+  get error(): string {
+    return this.idpError ?? 'invalid_client'
+  }
+}
+
+/** The IdP answered 5xx or could not be reached. */
+export class IdpUnavailableError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_IDP_UNAVAILABLE'
+  readonly statusCode = 502
+  readonly outcome = 'idp_unavailable'
+
+  get error(): string {
+    return this.idpError ?? 'idp_unavailable'
+  }
+}
+
+/** The IdP's response broke the protocol: not JSON, too large, or a token that cannot be used. */
+export class IdpBadResponseError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_BAD_RESPONSE'
+  readonly statusCode = 502
+  readonly outcome = 'bad_response'
+
+  get error(): string {
+    return this.idpError ?? 'idp_bad_response'
+  }
+}
+
+export class ExchangeTimeoutError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_TIMEOUT'
+  readonly statusCode = 504
+  readonly outcome = 'timeout'
+
+  get error(): string {
+    return 'idp_timeout'
+  }
+}
+
+/** The IdP answered 429; its `Retry-After` is passed on to the agent unchanged. */
+export class ExchangeThrottledError extends ExchangeError {
+  readonly code = 'OBO_EXCHANGE_THROTTLED'
+  readonly statusCode = 429
+  readonly outcome = 'throttled'
+  readonly retryAfter: string | undefined
+
+  constructor(message: string, retryAfter: string | undefined, idpError?: string) {
+    super(message, idpError)
+    this.retryAfter = retryAfter
+  }
+
+  get error(): string {
+    return this.idpError ?? 'rate_limited'
+  }
+
+  override responseHeaders(): Record<string, string> {
+    return this.retryAfter === undefined ? {} : { 'retry-after': this.retryAfter }
+  }
+}
