@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'OBO_EXCHANGE_BAD_RESPONSE'
   | 'OBO_EXCHANGE_TIMEOUT'
   | 'OBO_EXCHANGE_THROTTLED'
+  | 'OBO_INTERNAL_ERROR'
 
 /** The JSON body the sidecar sends the agent for any error it generates itself. */
 export interface ErrorBody {
@@ -228,4 +229,11 @@ export class ExchangeThrottledError extends ExchangeError {
   override responseHeaders(): Record<string, string> {
     return this.retryAfter === undefined ? {} : { 'retry-after': this.retryAfter }
   }
+}
+
+/** A failure the sidecar did not anticipate; the log line with the same request carries the cause. */
+export class InternalError extends OboError {
+  readonly code = 'OBO_INTERNAL_ERROR'
+  readonly statusCode = 500
+  readonly error = 'internal_error'
 }
