@@ -1,0 +1,65 @@
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/**
+ * Every Prometheus metric the sidecar exports, registered up front so a scrape before any traffic
+ * already lists them. Names are a public contract for dashboards. Label values are bounded: route
+ * names from the routes file, issuer names, outcome classes and status codes, never a request host,
+ * path or user.
+ */
+export interface Metrics {
+  readonly registry: Registry
+  readonly tokenExchanges: Counter<'issuer' | 'outcome'>
+  readonly tokenExchangeDuration: Histogram<'issuer'>
+  readonly tokenCacheHits: Counter
+  readonly tokenCacheMisses: Counter
+  readonly proxyRequests: Counter<'route' | 'code'>
+  readonly proxyRequestDuration: Histogram<'route'>
+}
+
+/** The `route` label of requests that match no route. */
+export const UNROUTED_LABEL = '_unrouted'
+
+export function createMetrics(): Metrics {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+
+  return {
+    registry,
+    tokenExchanges: new Counter({
+      name: 'obo_sidecar_token_exchanges_total',
+      help: 'Token exchanges sent to an identity provider, by issuer and outcome (success or an error class).',
+      labelNames: ['issuer', 'outcome'],
+      registers: [registry],
+    }),
+    tokenExchangeDuration: new Histogram({
+      name: 'obo_sidecar_token_exchange_duration_seconds',
+      help: 'Time from sending a token exchange request to processing its response.',
+      labelNames: ['issuer'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    tokenCacheHits: new Counter({
+      name: 'obo_sidecar_token_cache_hits_total',
+      help: 'Routed requests served with a cached exchanged token, including requests that joined an exchange already in flight.',
+      registers: [registry],
+    }),
+    tokenCacheMisses: new Counter({
+      name: 'obo_sidecar_token_cache_misses_total',
+      help: 'Routed requests that started a token exchange.',
+      registers: [registry],
+    }),
+    proxyRequests: new Counter({
+      name: 'obo_sidecar_proxy_requests_total',
+      help: 'Requests handled by the proxy listener, by route name (_unrouted when none matched) and response status code.',
+      labelNames: ['route', 'code'],
+      registers: [registry],
+    }),
+    proxyRequestDuration: new Histogram({
+      name: 'obo_sidecar_proxy_request_duration_seconds',
+      help: 'Time from receiving a request to receiving the upstream response headers, by route name.',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+  }
+}

@@ -1,0 +1,148 @@
+import { createServer, type IncomingMessage, type Server } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { AddressInfo } from 'node:net'
+import { once } from 'node:events'
+import { createProxyServer } from 'http-proxy-3'
+import { createAdminServer } from './admin/server.js'
+import { TokenCache } from './cache/token-cache.js'
+import { loadRoutesFile } from './config/load.js'
+import { SecretReader } from './config/secrets.js'
+import type { RoutesConfig } from './config/types.js'
+import { TokenExchanger } from './exchange/client.js'
+import { TokenProvider } from './exchange/token-provider.js'
+import type { Logger } from './observability/logger.js'
+import { createMetrics } from './observability/metrics.js'
+import { Forwarder } from './proxy/forward.js'
+import { createRequestHandler, createUpgradeHandler } from './proxy/handler.js'
+
+export interface ListenAddress {
+  host: string
+  port: number
+}
+
+export interface SidecarSettings {
+  routesFile: string
+  listen: ListenAddress
+  adminListen: ListenAddress
+  exchangeTimeoutMs: number
+  defaultTokenLifetimeSeconds: number
+  maxTokenLifetimeSeconds: number
+  cacheExpirySkewSeconds: number
+  cacheMaxEntries: number
+  cacheMaxBytes: number
+  upstreamHeadersTimeoutMs: number
+  /** Largest request header section accepted from the agent; user tokens can be tens of KiB. */
+  maxHeaderBytes: number
+  /** How long in-flight requests may run after SIGTERM before the process exits anyway. */
+  shutdownGraceMs: number
+}
+
+export interface RunningSidecar {
+  readonly proxyAddress: AddressInfo
+  readonly adminAddress: AddressInfo
+  /** Stops accepting connections, lets in-flight requests finish within the grace time, and closes. */
+  stop(): Promise<void>
+}
+
+/**
+ * Checks every secret the routes reference, so that a missing secret file or variable stops
+ * start-up naming its issuer rather than failing the first request that needs it.
+ */
+export function checkIssuerSecrets(config: RoutesConfig, secrets: SecretReader): void {
+  for (const issuer of config.issuers.values()) {
+    if (issuer.clientSecret !== undefined) secrets.read(issuer.clientSecret, `issuer "${issuer.name}" clientSecret`)
+    if (issuer.actorToken !== undefined) secrets.read(issuer.actorToken.source, `issuer "${issuer.name}" actorToken`)
+  }
+}
+
+/** Loads and checks the configuration, then starts the proxy and admin listeners. */
+export async function startSidecar(settings: SidecarSettings, logger: Logger): Promise<RunningSidecar> {
+  const routes = loadRoutesFile(settings.routesFile)
+  const secrets = new SecretReader()
+  checkIssuerSecrets(routes, secrets)
+
+  const metrics = createMetrics()
+  const exchanger = new TokenExchanger({
+    timeoutMs: settings.exchangeTimeoutMs,
+    defaultLifetimeSeconds: settings.defaultTokenLifetimeSeconds,
+    maxLifetimeSeconds: settings.maxTokenLifetimeSeconds,
+    secrets,
+  })
+  const cache = new TokenCache({
+    maxEntries: settings.cacheMaxEntries,
+    maxBytes: settings.cacheMaxBytes,
+    expirySkewSeconds: settings.cacheExpirySkewSeconds,
+  })
+  const forwarder = new Forwarder({ headersTimeoutMs: settings.upstreamHeadersTimeoutMs, keepAliveTimeoutMs: 30_000 })
+  const webSocketProxy = createProxyServer({ ws: true, xfwd: false })
+  const handlerOptions = {
+    routes: () => routes,
+    tokens: new TokenProvider({ cache, exchanger, metrics, logger }),
+    forwarder,
+    webSocketProxy,
+    metrics,
+    logger,
+  }
+
+  let ready = false
+  const proxy = createServer({ maxHeaderSize: settings.maxHeaderBytes }, createRequestHandler(handlerOptions))
+  // Upgraded connections leave the HTTP server's bookkeeping: closeAllConnections() misses them.
+  const upgradedSockets = new Set<Duplex>()
+  const handleUpgrade = createUpgradeHandler(handlerOptions)
+  proxy.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    upgradedSockets.add(socket)
+    socket.once('close', () => upgradedSockets.delete(socket))
+    handleUpgrade(req, socket, head)
+  })
+  proxy.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    logger.info({ event: 'client_error', code: error.code }, 'malformed request from client')
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+    else socket.destroy()
+  })
+  const admin = createAdminServer({ registry: metrics.registry, isReady: () => ready, logger })
+
+  const proxyAddress = await listen(proxy, settings.listen)
+  const adminAddress = await listen(admin, settings.adminListen)
+  ready = true
+  logger.info(
+    {
+      event: 'start',
+      proxy: formatAddress(proxyAddress),
+      admin: formatAddress(adminAddress),
+      routes_file: routes.file,
+      routes: routes.routes.map((route) => route.name),
+      issuers: [...routes.issuers.keys()],
+    },
+    'sidecar started',
+  )
+
+  const stop = async (): Promise<void> => {
+    ready = false
+    const drained = Promise.all([closeServer(proxy), closeServer(admin)])
+    proxy.closeIdleConnections()
+    const timer = setTimeout(() => {
+      proxy.closeAllConnections()
+      for (const socket of upgradedSockets) socket.destroy()
+    }, settings.shutdownGraceMs)
+    await drained
+    clearTimeout(timer)
+    webSocketProxy.close()
+    await Promise.all([forwarder.close(), exchanger.close()])
+    logger.info({ event: 'stop' }, 'sidecar stopped')
+  }
+  return { proxyAddress, adminAddress, stop }
+}
+
+async function listen(server: Server, address: ListenAddress): Promise<AddressInfo> {
+  server.listen(address.port, address.host)
+  await once(server, 'listening')
+  return server.address() as AddressInfo
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()))
+}
+
+export function formatAddress(address: AddressInfo): string {
+  return address.family === 'IPv6' ? `[${address.address}]:${address.port}` : `${address.address}:${address.port}`
+}

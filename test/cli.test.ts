@@ -1,0 +1,104 @@
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { runCli, startSidecarProcess, writeTempFile } from './helpers/sidecar-process.js'
+
+const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+const VALID_ROUTES = `issuers:
+  corp:
+    tokenEndpoint: http://127.0.0.1:9/token
+    clientId: orders-agent
+    clientSecret: { env: CLI_TEST_SECRET }
+routes:
+  - host: orders.example.com
+    issuer: corp
+    audience: https://orders.example.com
+`
+
+t.test('--version prints the package version', async (t) => {
+  const result = await runCli(['--version'])
+  t.equal(result.code, 0)
+  t.equal(result.stdout.trim(), packageVersion)
+})
+
+t.test('run --help documents flags, environment variables and defaults', async (t) => {
+  const result = await runCli(['run', '--help'])
+  t.equal(result.code, 0)
+  for (const text of ['--routes', 'OBO_SIDECAR_ROUTES', '--listen', 'OBO_SIDECAR_LISTEN', '--admin-listen', 'OBO_SIDECAR_ADMIN_LISTEN', '--exchange-timeout', '--default-token-lifetime', '--cache-expiry-skew']) {
+    t.match(result.stdout, text)
+  }
+  t.match(result.stdout, /default:\s+127\.0\.0\.1:15080/, 'the proxy listens on loopback by default')
+})
+
+t.test('validate accepts a valid file', async (t) => {
+  const result = await runCli(['validate', writeTempFile('routes.yaml', VALID_ROUTES)])
+  t.equal(result.code, 0)
+  t.match(result.stdout, /valid \(1 routes, 1 issuers\)/)
+})
+
+t.test('validate prints FILE:LINE:COL problems and exits 1', async (t) => {
+  const file = writeTempFile('routes.yaml', VALID_ROUTES.replace('issuer: corp', 'issuer: missing'))
+  const result = await runCli(['validate', file])
+  t.equal(result.code, 1)
+  t.match(result.stderr, new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:8:13: .*missing`, 'm'))
+})
+
+t.test('run refuses a bad routes file and does not start', async (t) => {
+  const file = writeTempFile('routes.yaml', VALID_ROUTES.replace('host: orders.example.com', 'hots: orders.example.com'))
+  const result = await runCli(['run', '--routes', file, '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'])
+  t.equal(result.code, 1)
+  t.match(result.stderr, /:7:\d+: /, 'located problem')
+  t.match(result.stderr, /not started/)
+  t.notMatch(result.stdout, /sidecar started/)
+})
+
+t.test('run stops when a secret is missing, naming the issuer', async (t) => {
+  const result = await runCli(['run', '--routes', writeTempFile('routes.yaml', VALID_ROUTES), '--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'], { CLI_TEST_SECRET: '' })
+  t.equal(result.code, 1)
+  t.match(result.stderr, /issuer "corp" clientSecret/)
+  t.match(result.stderr, /CLI_TEST_SECRET/)
+})
+
+t.test('run takes its settings from OBO_SIDECAR_* variables', async (t) => {
+  const sidecar = await startSidecarProcess(undefined, [], {
+    CLI_TEST_SECRET: 'secret-value',
+    OBO_SIDECAR_ROUTES: writeTempFile('routes.yaml', VALID_ROUTES),
+    OBO_SIDECAR_LISTEN: '127.0.0.1:0',
+    OBO_SIDECAR_ADMIN_LISTEN: '127.0.0.1:0',
+    OBO_SIDECAR_LOG_LEVEL: 'debug',
+  })
+  t.teardown(() => sidecar.stop().then(() => undefined))
+  t.match(sidecar.proxyUrl, /^http:\/\/127\.0\.0\.1:\d+$/)
+  t.equal((await fetch(`${sidecar.adminUrl}/readyz`)).status, 200)
+})
+
+t.test('run rejects a listen address that is not HOST:PORT', async (t) => {
+  const result = await runCli(['run', '--routes', writeTempFile('routes.yaml', VALID_ROUTES), '--listen', 'somewhere'], { CLI_TEST_SECRET: 'x' })
+  t.not(result.code, 0)
+  t.match(result.stderr, /is not HOST:PORT/)
+})
+
+t.test('admin listener serves health, readiness and metrics', async (t) => {
+  const sidecar = await startSidecarProcess(writeTempFile('routes.yaml', VALID_ROUTES), [], { CLI_TEST_SECRET: 'secret-value' })
+  t.teardown(() => sidecar.stop().then(() => undefined))
+  t.equal((await fetch(`${sidecar.adminUrl}/healthz`)).status, 200)
+  t.equal((await fetch(`${sidecar.adminUrl}/readyz`)).status, 200)
+  const metrics = await (await fetch(`${sidecar.adminUrl}/metrics`)).text()
+  for (const name of [
+    'obo_sidecar_token_exchanges_total',
+    'obo_sidecar_token_exchange_duration_seconds',
+    'obo_sidecar_token_cache_hits_total',
+    'obo_sidecar_token_cache_misses_total',
+    'obo_sidecar_proxy_requests_total',
+    'obo_sidecar_proxy_request_duration_seconds',
+    'process_cpu_seconds_total',
+  ]) {
+    t.match(metrics, `# TYPE ${name} `, `${name} is registered before any traffic`)
+  }
+  t.equal((await fetch(`${sidecar.adminUrl}/nothing`)).status, 404)
+})
+
+t.test('SIGTERM stops the sidecar with exit code 0', async (t) => {
+  const sidecar = await startSidecarProcess(writeTempFile('routes.yaml', VALID_ROUTES), [], { CLI_TEST_SECRET: 'secret-value' })
+  t.equal(await sidecar.stop(), 0)
+})
