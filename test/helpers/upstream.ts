@@ -27,12 +27,12 @@ const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 /**
  * A plain HTTP server on loopback standing in for the API an agent calls. It records what it
  * received, including every Authorization value, and offers:
- * - `/sse?events=N&delay=MS`: server-sent events, each written as soon as it is due;
- * - `/upload`: counts the request body bytes while streaming, answers `{ bytes }`;
- * - `/status/CODE`: answers with that status;
+ * - a path ending in `/sse` (`?events=N&delay=MS`): server-sent events, each written when due;
+ * - a path ending in `/status/CODE`: answers with that status;
  * - a WebSocket handshake on any path, after which it sends one text frame with the
  *   Authorization value it saw and then echoes raw bytes;
- * - anything else: JSON with the method, path and Authorization it saw.
+ * - anything else: reads the body while counting its bytes, then answers JSON with the method,
+ *   path, Authorization and byte count it saw.
  */
 export async function startUpstream(): Promise<Upstream> {
   const requests: ReceivedRequest[] = []
@@ -51,12 +51,12 @@ export async function startUpstream(): Promise<Upstream> {
     req.on('data', (chunk: Buffer) => (record.bodyBytes += chunk.length))
 
     const url = new URL(req.url ?? '/', 'http://upstream.invalid')
-    if (url.pathname === '/sse') {
+    if (url.pathname.endsWith('/sse')) {
       streamEvents(res, Number(url.searchParams.get('events') ?? 3), Number(url.searchParams.get('delay') ?? 100))
       req.resume()
       return
     }
-    const status = /^\/status\/(\d{3})$/.exec(url.pathname)
+    const status = /\/status\/(\d{3})$/.exec(url.pathname)
     req.on('end', () => {
       const body = JSON.stringify({
         method: req.method,
