@@ -6,6 +6,7 @@ import { loadRoutesFile, parseRoutes } from '../../src/config/load.js'
 import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE } from '../../src/config/types.js'
 import type { IssuerConfig } from '../../src/config/types.js'
 import { ConfigError } from '../../src/errors.js'
+import { runCli, writeTempFile } from '../helpers/sidecar-process.js'
 import type { ConfigProblem } from '../../src/errors.js'
 
 /** Removes the first newline and the indentation common to all lines, so fixtures can be indented here. */
@@ -787,3 +788,18 @@ function problemsThrownBy(load: () => unknown): readonly ConfigProblem[] {
   }
   throw new Error('expected a ConfigError')
 }
+
+// The same table through the real CLI: `validate` prints FILE:LINE:COL: message per problem.
+void t.test('obo-sidecar validate on malformed files', async (t) => {
+  const cases = malformed.slice(0, 12)
+  for (const { name, text, problems } of cases) {
+    const file = writeTempFile('routes.yaml', text)
+    const result = await runCli(['validate', file])
+    t.equal(result.code, 1, `${name}: exit code`)
+    const expected = problems.map((problem) => {
+      const [position, ...message] = problem.split(' ')
+      return `${file}:${position}: ${message.join(' ')}`
+    })
+    t.same(result.stderr.trimEnd().split('\n'), expected, `${name}: printed problems`)
+  }
+})
