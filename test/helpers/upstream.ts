@@ -87,6 +87,8 @@ export async function startUpstream(): Promise<Upstream> {
     upgradedSockets.add(socket)
     socket.on('close', () => upgradedSockets.delete(socket))
     socket.on('data', (chunk: Buffer) => socket.write(chunk))
+    // The HTTP server leaves upgraded sockets half-open; a WebSocket server closes its side too.
+    socket.on('end', () => socket.end())
     socket.on('error', () => socket.destroy())
   })
 
