@@ -91,7 +91,7 @@ export class BadProxyRequestError extends OboError {
   readonly error = 'invalid_request'
 }
 
-/** RFC 6750 section 3.1: a protected resource answers a request without credentials with 401. */
+/** RFC 6750 section 3.1: a protected resource responds 401 to a request without credentials. */
 export class MissingTokenError extends OboError {
   readonly code = 'OBO_PROXY_MISSING_TOKEN'
   readonly statusCode = 401
@@ -178,7 +178,7 @@ export class ClientRejectedError extends ExchangeError {
   }
 }
 
-/** The IdP answered 5xx or could not be reached. */
+/** The IdP returned a 5xx status or could not be reached. */
 export class IdpUnavailableError extends ExchangeError {
   readonly code = 'OBO_EXCHANGE_IDP_UNAVAILABLE'
   readonly statusCode = 502
@@ -210,7 +210,7 @@ export class ExchangeTimeoutError extends ExchangeError {
   }
 }
 
-/** The IdP answered 429; its `Retry-After` is passed on to the agent unchanged. */
+/** The IdP returned 429. Its `Retry-After` is passed on to the agent unchanged. */
 export class ExchangeThrottledError extends ExchangeError {
   readonly code = 'OBO_EXCHANGE_THROTTLED'
   readonly statusCode = 429

@@ -10,8 +10,8 @@ export interface AdminServerOptions {
 }
 
 /**
- * The admin listener: `/metrics` in the Prometheus text format, `/healthz` (the process is alive)
- * and `/readyz` (the proxy accepts traffic). It is separate from the proxy listener so that
+ * Creates the admin listener: `/metrics` in the Prometheus text format, `/healthz` (the process is
+ * alive) and `/readyz` (the proxy accepts traffic). It is separate from the proxy listener so that
  * metrics never share a port with agent traffic.
  */
 export function createAdminServer(options: AdminServerOptions): Server {

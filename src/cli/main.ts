@@ -32,7 +32,7 @@ function packageVersion(): string {
   return (JSON.parse(readFileSync(manifest, 'utf8')) as { version: string }).version
 }
 
-/** An option that can also be set by the environment variable named beside it. */
+/** Creates an option that the `OBO_SIDECAR_<env>` environment variable can also set. */
 function option(flags: string, description: string, env: string): Option {
   return new Option(flags, description).env(`OBO_SIDECAR_${env}`)
 }

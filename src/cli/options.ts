@@ -3,7 +3,7 @@ import { isIP } from 'node:net'
 import type { ListenAddress } from '../sidecar.js'
 
 /**
- * Parses `HOST:PORT` or `[IPv6]:PORT`. Port 0 asks the system for a free port. The host must be an
+ * Parses `HOST:PORT` or `[IPv6]:PORT`. Port 0 lets the system pick a free port. The host must be an
  * IP address or `localhost`, so the address the proxy binds to is never the result of a DNS lookup.
  */
 export function parseListenAddress(value: string): ListenAddress {

@@ -9,7 +9,7 @@ export type GrantType = 'token-exchange' | 'jwt-bearer'
 /** Token endpoint client authentication, RFC 6749 section 2.3.1, or none. */
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'none'
 
-/** Where a secret lives. File secrets are re-read when the file changes. */
+/** A secret's source: a file, re-read when it changes, or an environment variable. */
 export type SecretRef = { readonly kind: 'file'; readonly path: string } | { readonly kind: 'env'; readonly name: string }
 
 export const GRANT_TYPE_URI: Record<GrantType, string> = {

@@ -69,7 +69,7 @@ export class TokenProvider {
     }
   }
 
-  /** One line per exchange: who, for whom, to which target, and how it went. Never the tokens. */
+  /** Logs one audit line per exchange: the client, the user, the target and the outcome, never the tokens. */
   #logAudit(route: RouteConfig, subjectToken: string, token: IssuedToken | undefined, outcome: string, seconds: number): void {
     const subject = readClaims(subjectToken)
     const issued = token === undefined ? undefined : readClaims(token.accessToken)
@@ -104,7 +104,7 @@ function readClaims(token: string): Record<string, unknown> | undefined {
   }
 }
 
-/** The current actor of an RFC 8693 section 4.1 `act` claim: the outermost `sub`. */
+/** Returns the current actor of an RFC 8693 section 4.1 `act` claim, its outermost `sub`. */
 function actorOf(act: unknown): string | undefined {
   if (typeof act !== 'object' || act === null) return undefined
   const sub = (act as Record<string, unknown>).sub

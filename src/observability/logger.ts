@@ -8,8 +8,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number]
 /**
  * Creates the JSON logger that writes to standard output.
  *
- * No call site logs headers, bodies or whole option objects; the redaction list is a second line
- * of defence for field names that would carry a credential if one ever were logged by mistake.
+ * No call site logs headers, bodies or whole option objects. The redaction list is a second line
+ * of defence for field names that would carry a credential if one were logged by mistake.
  */
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
   return pino(

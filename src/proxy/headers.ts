@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 
 /**
  * Hop-by-hop fields (RFC 9110 section 7.6.1) apply to one connection only and are not forwarded.
- * `proxy-authorization` is meant for this proxy, `expect` is answered by this proxy's HTTP server,
+ * `proxy-authorization` is meant for this proxy, this proxy's HTTP server handles `expect`,
  * and `host` is rewritten from the resolved target.
  */
 const REQUEST_FIELDS_NOT_FORWARDED = new Set([

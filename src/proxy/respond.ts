@@ -40,7 +40,7 @@ export function toOboError(error: unknown, upstreamAuthority?: string): OboError
   return new InternalError(`unexpected failure while proxying to ${where}`, { cause: error })
 }
 
-/** The Node and undici error codes along the `cause` chain, outermost first. */
+/** Collects the Node and undici error codes along the `cause` chain, outermost first. */
 function errorCodes(error: unknown): string[] {
   const codes: string[] = []
   for (let current = error, depth = 0; current instanceof Error && depth < 5; current = current.cause, depth++) {
@@ -66,7 +66,7 @@ export function sendError(res: ServerResponse, error: OboError): void {
   res.end(body)
 }
 
-/** Answers a failed upgrade request on the raw socket, which has no ServerResponse. */
+/** Writes the error response of a failed upgrade request to the raw socket, which has no ServerResponse. */
 export function sendErrorOnSocket(socket: Duplex, error: OboError): void {
   if (!socket.writable) {
     socket.destroy()

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { BadProxyRequestError } from '../errors.js'
 
-/** Where a request is going, resolved from its request line and `Host` header. */
+/** The destination of a request, resolved from its request line and `Host` header. */
 export interface RequestTarget {
   /** `http:` or `https:`. */
   readonly protocol: string
@@ -23,9 +23,9 @@ const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443 }
 /**
  * Resolves the target of a request received by the proxy listener.
  *
- * Absolute-form (`GET http://host/path`, RFC 9112 section 3.2.2) is what clients send to a
- * forward proxy; origin-form (`GET /path` with `Host`) is what an agent pointed straight at the
- * sidecar sends. Both resolve to the same shape; only absolute-form may name `https:`.
+ * Clients of a forward proxy send absolute-form (`GET http://host/path`, RFC 9112 section 3.2.2).
+ * An agent pointed straight at the sidecar sends origin-form (`GET /path` with `Host`). Both
+ * resolve to the same shape, and only absolute-form may name `https:`.
  */
 export function resolveRequestTarget(req: IncomingMessage): RequestTarget {
   const requestTarget = req.url ?? ''

@@ -2,9 +2,10 @@ import { Buffer } from 'node:buffer'
 import t from 'tap'
 import { exchangeCacheKey, tokenFingerprint, type ExchangeTarget } from '../../src/cache/key.js'
 import { subjectTokenExpiry, TokenCache } from '../../src/cache/token-cache.js'
-import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE, type IssuerConfig } from '../../src/config/types.js'
+import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE } from '../../src/config/types.js'
 import { IdpUnavailableError } from '../../src/errors.js'
 import type { IssuedToken } from '../../src/exchange/response.js'
+import { issuerConfig } from '../helpers/issuer-config.js'
 
 const START = 1_700_000_000_000
 
@@ -242,21 +243,6 @@ void t.test('subjectTokenExpiry', (t) => {
   t.equal(subjectTokenExpiry('a.%%%.c'), undefined, 'payload not base64url')
   t.end()
 })
-
-function issuerConfig(overrides: Partial<IssuerConfig> = {}): IssuerConfig {
-  return {
-    name: 'corp',
-    tokenEndpoint: new URL('https://idp.example.test/token'),
-    grant: 'token-exchange',
-    clientId: 'sidecar',
-    clientAuth: 'none',
-    clientSecret: undefined,
-    subjectTokenType: ACCESS_TOKEN_TYPE,
-    actorToken: undefined,
-    requestedTokenType: undefined,
-    ...overrides,
-  }
-}
 
 function target(overrides: Partial<ExchangeTarget> = {}): ExchangeTarget {
   return { issuer: issuerConfig(), audience: ['a1', 'a2'], resource: ['r1'], scopes: ['s1', 's2'], ...overrides }

@@ -5,23 +5,9 @@ import t from 'tap'
 import { SecretReader } from '../../src/config/secrets.js'
 import { ACCESS_TOKEN_TYPE, GRANT_TYPE_URI, JWT_TOKEN_TYPE, type IssuerConfig } from '../../src/config/types.js'
 import { buildExchangeRequest, type ExchangeInput } from '../../src/exchange/request.js'
+import { issuerConfig } from '../helpers/issuer-config.js'
 
 const SUBJECT_TOKEN = 'subject-token-SENTINEL-7f3a'
-
-function issuerConfig(overrides: Partial<IssuerConfig> = {}): IssuerConfig {
-  return {
-    name: 'corp',
-    tokenEndpoint: new URL('https://idp.example.test/oauth2/token'),
-    grant: 'token-exchange',
-    clientId: 'sidecar',
-    clientAuth: 'none',
-    clientSecret: undefined,
-    subjectTokenType: ACCESS_TOKEN_TYPE,
-    actorToken: undefined,
-    requestedTokenType: undefined,
-    ...overrides,
-  }
-}
 
 function exchangeInput(issuer: IssuerConfig, overrides: Partial<ExchangeInput> = {}): ExchangeInput {
   return { issuer, subjectToken: SUBJECT_TOKEN, audience: [], resource: [], scopes: [], ...overrides }

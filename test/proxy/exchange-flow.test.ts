@@ -1,4 +1,4 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { startTokenService } from '../../demo/token-service.js'
@@ -196,61 +196,65 @@ t.test('50 concurrent cold requests make one exchange', async (t) => {
   t.equal(tokens.size, 1, 'all 50 carry the same exchanged token')
 })
 
-t.test('invalid_target from the IdP becomes 403', async (t) => {
-  const forbiddenRoutes = writeTempFile(
+/**
+ * Starts a second sidecar with a one-route file for the upstream and calls it once as `sub`,
+ * for cases that need an issuer configured differently from the shared sidecar's.
+ */
+async function callThroughSeparateSidecar(
+  t: Test,
+  issuerLines: string,
+  audience: string,
+  sub: string,
+  env: NodeJS.ProcessEnv = {},
+) {
+  const file = writeTempFile(
     'routes.yaml',
     `issuers:
   basic:
     tokenEndpoint: ${tokenService.tokenEndpoint}
     clientId: agent-basic
-    clientSecret: { file: ${secretFile} }
+${issuerLines}
 routes:
   - host: ${upstream.authority}
     issuer: basic
-    audience: https://payroll.example.com
+    audience: ${audience}
 `,
   )
-  const other = await startSidecarProcess(forbiddenRoutes)
+  const other = await startSidecarProcess(file, [], env)
   const otherAgent = proxyAgent(other.proxyUrl)
   t.teardown(async () => {
     await otherAgent.close()
     await other.stop()
   })
-  const userToken = await tokenService.issueUserToken({ sub: 'ivan' })
+  const userToken = await tokenService.issueUserToken({ sub })
   const response = await fetchThroughProxy(otherAgent, `http://${upstream.authority}/x`, {
     headers: { authorization: `Bearer ${userToken}` },
   })
+  return { response, logs: other.stdoutLines }
+}
+
+t.test('invalid_target from the IdP becomes 403', async (t) => {
+  const { response } = await callThroughSeparateSidecar(
+    t,
+    `    clientSecret: { file: ${secretFile} }`,
+    'https://payroll.example.com',
+    'ivan',
+  )
   t.equal(response.status, 403)
   t.equal(JSON.parse(response.body).error, 'invalid_target')
 })
 
 t.test('wrong client secret becomes 502 invalid_client', async (t) => {
-  const wrongRoutes = writeTempFile(
-    'routes.yaml',
-    `issuers:
-  basic:
-    tokenEndpoint: ${tokenService.tokenEndpoint}
-    clientId: agent-basic
-    clientSecret: { env: WRONG_SECRET }
-routes:
-  - host: ${upstream.authority}
-    issuer: basic
-    audience: https://orders.example.com
-`,
+  const { response, logs } = await callThroughSeparateSidecar(
+    t,
+    '    clientSecret: { env: WRONG_SECRET }',
+    'https://orders.example.com',
+    'judy',
+    { WRONG_SECRET: 'not-the-secret' },
   )
-  const other = await startSidecarProcess(wrongRoutes, [], { WRONG_SECRET: 'not-the-secret' })
-  const otherAgent = proxyAgent(other.proxyUrl)
-  t.teardown(async () => {
-    await otherAgent.close()
-    await other.stop()
-  })
-  const userToken = await tokenService.issueUserToken({ sub: 'judy' })
-  const response = await fetchThroughProxy(otherAgent, `http://${upstream.authority}/x`, {
-    headers: { authorization: `Bearer ${userToken}` },
-  })
   t.equal(response.status, 502)
   t.equal(JSON.parse(response.body).error, 'invalid_client')
-  t.notMatch(other.stdoutLines.join('\n'), 'not-the-secret', 'secret not logged')
+  t.notMatch(logs.join('\n'), 'not-the-secret', 'secret not logged')
 })
 
 t.test('audit log: one line per exchange, without tokens', async (t) => {
