@@ -30,6 +30,8 @@ export interface ErrorBody {
   error: string
   code: ErrorCode
   message: string
+  /** Also in the sidecar's log line for this failure, to find one from the other. */
+  requestId?: string
 }
 
 export abstract class OboError extends Error {

@@ -85,7 +85,12 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
   }
 
   let ready = false
-  const proxy = createServer({ maxHeaderSize: settings.maxHeaderBytes }, createRequestHandler(handlerOptions))
+  // requestTimeout 0: an upload or a streamed call may legitimately take longer than Node's
+  // default 300 s; the agent's own timeouts end such requests.
+  const proxy = createServer(
+    { maxHeaderSize: settings.maxHeaderBytes, requestTimeout: 0 },
+    createRequestHandler(handlerOptions),
+  )
   // Upgraded connections leave the HTTP server's bookkeeping: closeAllConnections() misses them.
   const upgradedSockets = new Set<Duplex>()
   const handleUpgrade = createUpgradeHandler(handlerOptions)
@@ -94,10 +99,14 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
     socket.once('close', () => upgradedSockets.delete(socket))
     handleUpgrade(req, socket, head)
   })
-  proxy.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+  proxy.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
     logger.info({ event: 'client_error', code: error.code }, 'malformed request from client')
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
-    else socket.destroy()
+    if (!socket.writable) {
+      socket.destroy()
+      return
+    }
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
   })
   const admin = createAdminServer({ registry: metrics.registry, isReady: () => ready, logger })
 

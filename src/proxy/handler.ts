@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { ProxyServer } from 'http-proxy-3'
 import type { RouteConfig, RoutesConfig } from '../config/types.js'
@@ -79,9 +80,10 @@ export function createRequestHandler(options: ProxyHandlerOptions): (req: Incomi
       (status) => metrics.proxyRequests.inc({ route: routeLabel, code: String(status) }),
       (thrown: unknown) => {
         const error = toOboError(thrown, authority)
-        logRequestError(logger, req, error, routeLabel, res.headersSent)
+        const requestId = randomUUID()
+        logRequestError(logger, req, error, { route: routeLabel, requestId, responseStarted: res.headersSent })
         metrics.proxyRequests.inc({ route: routeLabel, code: String(res.headersSent ? res.statusCode : error.statusCode) })
-        sendError(res, error)
+        sendError(res, error, requestId)
       },
     )
   }
@@ -112,31 +114,41 @@ export function createUpgradeHandler(options: ProxyHandlerOptions): (req: Incomi
       const wsProtocol = target.protocol === 'https:' ? 'wss:' : 'ws:'
       options.webSocketProxy.ws(req, socket, head, { target: `${wsProtocol}//${target.authority}` }, (error) => {
         const oboError = toOboError(error, target.authority)
-        logRequestError(logger, req, oboError, routeLabel, false)
-        sendErrorOnSocket(socket, oboError)
+        const requestId = randomUUID()
+        logRequestError(logger, req, oboError, { route: routeLabel, requestId, responseStarted: false })
+        sendErrorOnSocket(socket, oboError, requestId)
       })
       metrics.proxyRequests.inc({ route: routeLabel, code: '101' })
     }
 
     handle().catch((thrown: unknown) => {
       const error = toOboError(thrown, authority)
-      logRequestError(logger, req, error, routeLabel, false)
+      const requestId = randomUUID()
+      logRequestError(logger, req, error, { route: routeLabel, requestId, responseStarted: false })
       metrics.proxyRequests.inc({ route: routeLabel, code: String(error.statusCode) })
-      sendErrorOnSocket(socket, error)
+      sendErrorOnSocket(socket, error, requestId)
     })
   }
 }
 
+interface RequestErrorContext {
+  route: string
+  requestId: string
+  /** True when the upstream response had begun, so the agent sees a cut connection, not JSON. */
+  responseStarted: boolean
+}
+
 /** Logs a failed request by method, route and code: never headers, query strings or bodies. */
-function logRequestError(logger: Logger, req: IncomingMessage, error: OboError, route: string, responseStarted: boolean): void {
+function logRequestError(logger: Logger, req: IncomingMessage, error: OboError, context: RequestErrorContext): void {
   const fields = {
     event: 'proxy_error',
+    request_id: context.requestId,
     method: req.method,
-    route,
+    route: context.route,
     code: error.code,
     status: error.statusCode,
     error: error.message,
-    response_started: responseStarted,
+    response_started: context.responseStarted,
     cause: error.cause instanceof Error ? error.cause.message : undefined,
   }
   if (error.statusCode >= 500) logger.error(fields, 'proxy request failed')

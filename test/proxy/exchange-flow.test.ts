@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap'
+import { writeFileSync } from 'node:fs'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose'
 import { startTokenService } from '../../demo/token-service.js'
@@ -197,16 +198,10 @@ t.test('50 concurrent cold requests make one exchange', async (t) => {
 })
 
 /**
- * Starts a second sidecar with a one-route file for the upstream and calls it once as `sub`,
- * for cases that need an issuer configured differently from the shared sidecar's.
+ * Starts a second sidecar with a one-route file for the upstream, for cases that need an issuer
+ * configured differently from the shared sidecar's. `call(sub)` sends one request as that user.
  */
-async function callThroughSeparateSidecar(
-  t: Test,
-  issuerLines: string,
-  audience: string,
-  sub: string,
-  env: NodeJS.ProcessEnv = {},
-) {
+async function startSeparateSidecar(t: Test, issuerLines: string, audience: string, env: NodeJS.ProcessEnv = {}) {
   const file = writeTempFile(
     'routes.yaml',
     `issuers:
@@ -226,35 +221,51 @@ routes:
     await otherAgent.close()
     await other.stop()
   })
-  const userToken = await tokenService.issueUserToken({ sub })
-  const response = await fetchThroughProxy(otherAgent, `http://${upstream.authority}/x`, {
-    headers: { authorization: `Bearer ${userToken}` },
-  })
-  return { response, logs: other.stdoutLines }
+  return {
+    logs: other.stdoutLines,
+    call: async (sub: string) =>
+      fetchThroughProxy(otherAgent, `http://${upstream.authority}/x`, {
+        headers: { authorization: `Bearer ${await tokenService.issueUserToken({ sub })}` },
+      }),
+  }
 }
 
 t.test('invalid_target from the IdP becomes 403', async (t) => {
-  const { response } = await callThroughSeparateSidecar(
-    t,
-    `    clientSecret: { file: ${secretFile} }`,
-    'https://payroll.example.com',
-    'ivan',
-  )
+  const other = await startSeparateSidecar(t, `    clientSecret: { file: ${secretFile} }`, 'https://payroll.example.com')
+  const response = await other.call('ivan')
   t.equal(response.status, 403)
   t.equal(JSON.parse(response.body).error, 'invalid_target')
 })
 
 t.test('wrong client secret becomes 502 invalid_client', async (t) => {
-  const { response, logs } = await callThroughSeparateSidecar(
-    t,
-    '    clientSecret: { env: WRONG_SECRET }',
-    'https://orders.example.com',
-    'judy',
-    { WRONG_SECRET: 'not-the-secret' },
-  )
+  const other = await startSeparateSidecar(t, '    clientSecret: { env: WRONG_SECRET }', 'https://orders.example.com', {
+    WRONG_SECRET: 'not-the-secret',
+  })
+  const response = await other.call('judy')
   t.equal(response.status, 502)
   t.equal(JSON.parse(response.body).error, 'invalid_client')
-  t.notMatch(logs.join('\n'), 'not-the-secret', 'secret not logged')
+  t.notMatch(other.logs.join('\n'), 'not-the-secret', 'secret not logged')
+})
+
+t.test('rotated secret and actor token files are re-read', async (t) => {
+  const rotatingSecret = writeTempFile('client-secret', 'stale-secret')
+  const actorFile = writeTempFile('actor-token', await tokenService.issueUserToken({ sub: 'workload-1' }))
+  const other = await startSeparateSidecar(
+    t,
+    `    clientSecret: { file: ${rotatingSecret} }
+    actorToken: { file: ${actorFile}, type: urn:ietf:params:oauth:token-type:jwt }`,
+    'https://orders.example.com',
+  )
+  t.equal((await other.call('kate')).status, 502, 'the stale secret is rejected')
+
+  // Kubernetes updates mounted Secrets and projected tokens in place; no restart is needed.
+  writeFileSync(rotatingSecret, BASIC_SECRET)
+  t.equal((await other.call('kate')).status, 200, 'the rotated secret is used')
+  t.same(decodeJwt(lastAuthorization().split(' ')[1]).act, { sub: 'workload-1' }, 'act names the actor token subject')
+
+  writeFileSync(actorFile, await tokenService.issueUserToken({ sub: 'workload-2', name: 'a longer token' }))
+  t.equal((await other.call('liam')).status, 200)
+  t.same(decodeJwt(lastAuthorization().split(' ')[1]).act, { sub: 'workload-2' }, 'the rotated actor token is used')
 })
 
 t.test('audit log: one line per exchange, without tokens', async (t) => {

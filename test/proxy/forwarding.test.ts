@@ -202,3 +202,28 @@ t.test('proxy metrics count requests by route and code', async (t) => {
   t.ok((await sidecar.metric('obo_sidecar_proxy_requests_total{route="api",code="401"}')) > 0)
   t.ok((await sidecar.metric('obo_sidecar_proxy_requests_total{route="_unrouted",code="200"}')) > 0)
 })
+
+t.test('error bodies carry the request id of their log line', async (t) => {
+  const response = await fetchThroughProxy(agent, `${api}/orders`)
+  const body = JSON.parse(response.body) as { requestId: string }
+  t.match(body.requestId, /^[0-9a-f-]{36}$/)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  const line = sidecar.stdoutLines.find((entry) => entry.includes(body.requestId))
+  t.ok(line, 'the log has a line with the same request id')
+  t.match(line, /"code":"OBO_PROXY_MISSING_TOKEN"/)
+})
+
+t.test('oversized header section gets 431', async (t) => {
+  const response = await rawExchange(
+    sidecar.proxyUrl,
+    `GET http://${upstream.authority}/api/big HTTP/1.1\r\nHost: ${upstream.authority}\r\nAuthorization: Bearer ${'a'.repeat(70_000)}\r\n\r\n`,
+  )
+  t.match(response, /^HTTP\/1\.1 431/)
+})
+
+t.test('a 20 KiB user token is accepted', async (t) => {
+  const userToken = await fixture.tokenService.issueUserToken({ sub: 'large', groups: 'g'.repeat(20_000) })
+  const response = await fetchThroughProxy(agent, `${api}/large`, { headers: { authorization: `Bearer ${userToken}` } })
+  t.equal(response.status, 200)
+  t.ok(isExchanged(upstream.requests.at(-1)!.authorization[0], userToken))
+})
