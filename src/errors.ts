@@ -13,7 +13,10 @@ export type ErrorCode =
   | 'OBO_PROXY_MISSING_TOKEN'
   | 'OBO_PROXY_DUPLICATE_AUTHORIZATION'
   | 'OBO_PROXY_UNKNOWN_HOST'
+  | 'OBO_PROXY_MISDIRECTED'
+  | 'OBO_EGRESS_DENIED'
   | 'OBO_UPSTREAM_UNREACHABLE'
+  | 'OBO_UPSTREAM_TLS_FAILED'
   | 'OBO_UPSTREAM_TIMEOUT'
   | 'OBO_EXCHANGE_SUBJECT_REJECTED'
   | 'OBO_EXCHANGE_FORBIDDEN'
@@ -22,6 +25,8 @@ export type ErrorCode =
   | 'OBO_EXCHANGE_BAD_RESPONSE'
   | 'OBO_EXCHANGE_TIMEOUT'
   | 'OBO_EXCHANGE_THROTTLED'
+  | 'OBO_TLS_CA_INVALID'
+  | 'OBO_TLS_SERVER_NAME_INVALID'
   | 'OBO_INTERNAL_ERROR'
 
 /** The JSON body the sidecar sends the agent for any error it generates itself. */
@@ -115,6 +120,27 @@ export class UnknownHostError extends OboError {
   readonly code = 'OBO_PROXY_UNKNOWN_HOST'
   readonly statusCode = 421
   readonly error = 'misdirected_request'
+}
+
+/** A request inside a CONNECT tunnel whose `Host` names another authority than the tunnel's. */
+export class MisdirectedRequestError extends OboError {
+  readonly code = 'OBO_PROXY_MISDIRECTED'
+  readonly statusCode = 421
+  readonly error = 'misdirected_request'
+}
+
+/** The unrouted-traffic policy is `deny` and the request matched no route. */
+export class EgressDeniedError extends OboError {
+  readonly code = 'OBO_EGRESS_DENIED'
+  readonly statusCode = 403
+  readonly error = 'egress_denied'
+}
+
+/** The upstream's TLS certificate failed verification, or the TLS handshake failed. */
+export class UpstreamTlsError extends OboError {
+  readonly code = 'OBO_UPSTREAM_TLS_FAILED'
+  readonly statusCode = 502
+  readonly error = 'upstream_tls_failed'
 }
 
 export class UpstreamUnreachableError extends OboError {
@@ -231,6 +257,36 @@ export class ExchangeThrottledError extends ExchangeError {
   override responseHeaders(): Record<string, string> {
     return this.retryAfter === undefined ? {} : { 'retry-after': this.retryAfter }
   }
+}
+
+/** The reason a CA certificate or key cannot be used to issue leaf certificates. */
+export type CertificateAuthorityProblem =
+  | 'unreadable'
+  | 'malformed'
+  | 'not_ca'
+  | 'key_mismatch'
+  | 'unsupported_key'
+  | 'not_yet_valid'
+  | 'expired'
+
+/** The CA used for HTTPS interception cannot be loaded or can no longer sign. */
+export class InvalidCertificateAuthorityError extends OboError {
+  readonly code = 'OBO_TLS_CA_INVALID'
+  readonly statusCode = 500
+  readonly error = 'tls_ca_invalid'
+  readonly problem: CertificateAuthorityProblem
+
+  constructor(problem: CertificateAuthorityProblem, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.problem = problem
+  }
+}
+
+/** A name the sidecar will not issue a leaf certificate for: not a hostname or IP literal, or a wildcard. */
+export class InvalidServerNameError extends OboError {
+  readonly code = 'OBO_TLS_SERVER_NAME_INVALID'
+  readonly statusCode = 400
+  readonly error = 'invalid_request'
 }
 
 /** A failure the sidecar did not anticipate; the log line with the same request carries the cause. */
