@@ -12,7 +12,14 @@ import { TokenExchanger } from './exchange/client.js'
 import { TokenProvider } from './exchange/token-provider.js'
 import type { Logger } from './observability/logger.js'
 import { createMetrics } from './observability/metrics.js'
+import { ConfigError } from './errors.js'
+import { createConnectHandler, type InterceptMode } from './proxy/connect.js'
+import { EgressPolicy, type UnroutedPolicy } from './proxy/egress-policy.js'
 import { Forwarder } from './proxy/forward.js'
+import { readCaFile } from './proxy/trust.js'
+import { generateCertificateAuthority, loadCertificateAuthority, type CertificateAuthority } from './tls/ca.js'
+import { writeCaFiles } from './tls/ca-bundle.js'
+import { LeafCertificateCache } from './tls/leaf-certificates.js'
 import { createRequestHandler, createUpgradeHandler } from './proxy/handler.js'
 
 export interface ListenAddress {
@@ -35,6 +42,13 @@ export interface SidecarSettings {
   maxHeaderBytes: number
   /** How long in-flight requests may run after SIGTERM before the process exits anyway. */
   shutdownGraceMs: number
+  intercept: InterceptMode
+  unroutedPolicy: UnroutedPolicy
+  /** PEM files of the CA that signs intercepted leaf certificates; both or neither. */
+  caCertFile: string | undefined
+  caKeyFile: string | undefined
+  /** Directory that receives `ca.crt` and `ca-bundle.crt` for the agent to trust. */
+  caOutDir: string | undefined
 }
 
 export interface RunningSidecar {
@@ -55,13 +69,49 @@ export function checkIssuerSecrets(config: RoutesConfig, secrets: SecretReader):
   }
 }
 
+/** Reads each route's `upstreamCaFile` once, so a missing or empty file stops start-up. */
+export function checkUpstreamCaFiles(config: RoutesConfig): void {
+  for (const route of config.routes) {
+    if (route.upstreamCaFile !== undefined) readCaFile(route.upstreamCaFile)
+  }
+}
+
+/** The `strip` policy recognizes the user's token by its issuer, so it needs the list of them. */
+export function checkEgressPolicy(config: RoutesConfig, policy: UnroutedPolicy): void {
+  if (policy === 'strip' && config.userTokenIssuers.length === 0) {
+    throw new ConfigError([
+      {
+        file: config.file,
+        line: 1,
+        col: 1,
+        message:
+          'the unrouted policy is strip, which needs "userTokenIssuers": list the iss values of the users\' tokens, e.g. userTokenIssuers: [https://login.example.com]',
+      },
+    ])
+  }
+}
+
+async function loadOrGenerateCa(settings: SidecarSettings): Promise<CertificateAuthority> {
+  if (settings.caCertFile !== undefined && settings.caKeyFile !== undefined) {
+    return loadCertificateAuthority(settings.caCertFile, settings.caKeyFile)
+  }
+  return generateCertificateAuthority()
+}
+
 /** Loads and checks the configuration, then starts the proxy and admin listeners. */
 export async function startSidecar(settings: SidecarSettings, logger: Logger): Promise<RunningSidecar> {
   const routes = loadRoutesFile(settings.routesFile)
   const secrets = new SecretReader()
   checkIssuerSecrets(routes, secrets)
+  checkUpstreamCaFiles(routes)
+  checkEgressPolicy(routes, settings.unroutedPolicy)
 
   const metrics = createMetrics()
+  const ca = await loadOrGenerateCa(settings)
+  const certificates = new LeafCertificateCache({ ca, onMint: () => metrics.tlsCertificatesMinted.inc() })
+  // The agent reads these files to trust intercepted TLS, so they exist before /readyz says 200.
+  const caFiles = settings.caOutDir === undefined ? undefined : await writeCaFiles(settings.caOutDir, ca)
+  const egressPolicy = new EgressPolicy(settings.unroutedPolicy, routes.userTokenIssuers, metrics)
   const exchanger = new TokenExchanger({
     timeoutMs: settings.exchangeTimeoutMs,
     defaultLifetimeSeconds: settings.defaultTokenLifetimeSeconds,
@@ -78,6 +128,7 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
   const handlerOptions = {
     routes: () => routes,
     tokens: new TokenProvider({ cache, exchanger, metrics, logger }),
+    egressPolicy,
     forwarder,
     webSocketProxy,
     metrics,
@@ -108,6 +159,19 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
     const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
     socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
   })
+  proxy.on(
+    'connect',
+    createConnectHandler({
+      routes: () => routes,
+      intercept: settings.intercept,
+      egressPolicy,
+      certificates,
+      server: proxy,
+      connectTimeoutMs: 10_000,
+      metrics,
+      logger,
+    }),
+  )
   const admin = createAdminServer({ registry: metrics.registry, isReady: () => ready, logger })
 
   const proxyAddress = await listen(proxy, settings.listen)
@@ -121,6 +185,10 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
       routes_file: routes.file,
       routes: routes.routes.map((route) => route.name),
       issuers: [...routes.issuers.keys()],
+      intercept: settings.intercept,
+      unrouted_policy: settings.unroutedPolicy,
+      ca: ca.source,
+      ca_files: caFiles === undefined ? undefined : [caFiles.caFile, caFiles.bundleFile],
     },
     'sidecar started',
   )

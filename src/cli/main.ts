@@ -4,6 +4,8 @@ import { Command, Option } from 'commander'
 import { loadRoutesFile } from '../config/load.js'
 import { ConfigError, OboError, formatConfigProblem } from '../errors.js'
 import { LOG_LEVELS, createLogger, type LogLevel } from '../observability/logger.js'
+import { INTERCEPT_MODES, type InterceptMode } from '../proxy/connect.js'
+import { UNROUTED_POLICIES, type UnroutedPolicy } from '../proxy/egress-policy.js'
 import { startSidecar, type ListenAddress, type SidecarSettings } from '../sidecar.js'
 import { integerParser, parseListenAddress, secondsParser } from './options.js'
 
@@ -25,6 +27,11 @@ interface RunOptions {
   upstreamHeadersTimeout: number
   maxHeaderBytes: number
   shutdownGrace: number
+  intercept: InterceptMode
+  unroutedPolicy: UnroutedPolicy
+  caCert?: string
+  caKey?: string
+  caOut?: string
 }
 
 function packageVersion(): string {
@@ -59,7 +66,17 @@ function buildProgram(): Command {
     .addOption(option('--upstream-headers-timeout <seconds>', 'time limit for an upstream to send its response headers', 'UPSTREAM_HEADERS_TIMEOUT').argParser(secondsParser(0.1, 3_600)).default(300))
     .addOption(option('--max-header-bytes <bytes>', 'largest request header section accepted from the agent', 'MAX_HEADER_BYTES').argParser(integerParser(8 * 1024, 1024 * 1024)).default(64 * 1024, '64 KiB'))
     .addOption(option('--shutdown-grace <seconds>', 'time in-flight requests get to finish after SIGTERM', 'SHUTDOWN_GRACE').argParser(secondsParser(0, 3_600)).default(10))
+    .addOption(option('--intercept <mode>', 'which CONNECT tunnels get TLS interception: routed (hosts with a route) or all', 'INTERCEPT').choices(INTERCEPT_MODES).default('routed'))
+    .addOption(option('--unrouted-policy <policy>', "requests to hosts without a route: forward unchanged, strip the user's token, or deny", 'UNROUTED_POLICY').choices(UNROUTED_POLICIES).default('forward'))
+    .addOption(option('--ca-cert <file>', 'PEM certificate of the CA that signs intercepted leaf certificates (default: a CA generated at start-up)', 'CA_CERT'))
+    .addOption(option('--ca-key <file>', 'PEM private key (PKCS#8 or SEC1) of --ca-cert', 'CA_KEY'))
+    .addOption(option('--ca-out <dir>', 'directory to write ca.crt and ca-bundle.crt (system roots plus the CA) for the agent to trust', 'CA_OUT'))
     .action(async (options: RunOptions) => {
+      if ((options.caCert === undefined) !== (options.caKey === undefined)) {
+        process.stderr.write('obo-sidecar: not started: --ca-cert and --ca-key go together; give both or neither\n')
+        process.exitCode = 1
+        return
+      }
       await run(options)
     })
 
@@ -99,6 +116,11 @@ function toSettings(options: RunOptions): SidecarSettings {
     upstreamHeadersTimeoutMs: options.upstreamHeadersTimeout * 1000,
     maxHeaderBytes: options.maxHeaderBytes,
     shutdownGraceMs: options.shutdownGrace * 1000,
+    intercept: options.intercept,
+    unroutedPolicy: options.unroutedPolicy,
+    caCertFile: options.caCert,
+    caKeyFile: options.caKey,
+    caOutDir: options.caOut,
   }
 }
 

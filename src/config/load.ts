@@ -11,7 +11,7 @@ import type { IssuerConfig, RoutesConfig } from './types.js'
 import { describeNode, FieldReader } from './yaml-fields.js'
 import type { Field } from './yaml-fields.js'
 
-const ROOT_KEYS = ['version', 'issuers', 'routes'] as const
+const ROOT_KEYS = ['version', 'userTokenIssuers', 'issuers', 'routes'] as const
 
 /**
  * Parses and validates the text of a routes file into a deeply frozen configuration. Reads no
@@ -51,7 +51,7 @@ export function loadRoutesFile(path: string): RoutesConfig {
 
 function readRoot(reader: FieldReader, file: string): RoutesConfig {
   const root = reader.rootField()
-  const config: RoutesConfig = { file, issuers: new Map(), routes: [] }
+  const config: RoutesConfig = { file, issuers: new Map(), routes: [], userTokenIssuers: [] }
   if (root.node === null) {
     reader.report(root, 'the file is empty; expected a mapping with the keys "issuers" and "routes"')
     return config
@@ -70,7 +70,17 @@ function readRoot(reader: FieldReader, file: string): RoutesConfig {
   if (routesField === undefined) reader.reportMissing(root, 'routes', 'list the hosts and paths whose calls get an exchanged token')
   const routes = routesField === undefined ? [] : readRoutes(reader, routesField, issuers)
 
-  return { file, issuers: completeIssuers(issuers), routes }
+  const userTokenIssuersField = fields.get('userTokenIssuers')
+  const userTokenIssuers = userTokenIssuersField === undefined ? [] : readUserTokenIssuers(reader, userTokenIssuersField)
+
+  return { file, issuers: completeIssuers(issuers), routes, userTokenIssuers }
+}
+
+/** Reads `userTokenIssuers`: one `iss` value or a list of them, compared exactly with JWT `iss` claims. */
+function readUserTokenIssuers(reader: FieldReader, field: Field): string[] {
+  const items = reader.stringOrList(field)
+  if (items === undefined) return []
+  return items.flatMap((item) => reader.string(item) ?? [])
 }
 
 function checkVersion(reader: FieldReader, field: Field): void {

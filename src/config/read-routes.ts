@@ -2,12 +2,12 @@ import { isSeq } from 'yaml'
 import { closestMatch } from './closest-match.js'
 import { formatHostPattern, hostPatternCovers, parseHostPattern } from './host-pattern.js'
 import type { IssuerDraft } from './read-issuers.js'
-import type { HostPattern, RouteConfig } from './types.js'
+import type { HostPattern, RouteConfig, UpstreamOverride } from './types.js'
 import { isAbsoluteUri } from './uri.js'
 import { quote } from './yaml-fields.js'
 import type { Field, FieldMap, FieldReader } from './yaml-fields.js'
 
-const ROUTE_KEYS = ['name', 'host', 'pathPrefix', 'issuer', 'audience', 'resource', 'scopes'] as const
+const ROUTE_KEYS = ['name', 'host', 'pathPrefix', 'issuer', 'audience', 'resource', 'scopes', 'upstream', 'upstreamCaFile'] as const
 
 /** RFC 6749 section 3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ). */
 const SCOPE_TOKEN = /^[\x21\x23-\x5b\x5d-\x7e]+$/
@@ -28,6 +28,9 @@ interface RouteDraft {
   readonly audience: readonly string[] | undefined
   readonly resource: readonly string[] | undefined
   readonly scopes: readonly string[] | undefined
+  /** Undefined when absent; null when invalid. */
+  readonly upstream: UpstreamOverride | undefined | null
+  readonly upstreamCaFile: string | undefined | null
 }
 
 /**
@@ -69,7 +72,46 @@ function readRoute(reader: FieldReader, field: Field): RouteDraft | undefined {
     audience: reader.optional(fields, 'audience', (value) => readStrings(reader, value), []),
     resource: reader.optional(fields, 'resource', (value) => readResources(reader, value), []),
     scopes: reader.optional(fields, 'scopes', (value) => readScopes(reader, value), []),
+    upstream: reader.optional(fields, 'upstream', (value) => readUpstream(reader, value) ?? null, undefined),
+    upstreamCaFile: reader.optional(fields, 'upstreamCaFile', (value) => readAbsolutePath(reader, value) ?? null, undefined),
   }
+}
+
+/**
+ * Reads `upstream`: `https` to originate TLS to the requested host (port 80 becomes 443), or a URL
+ * whose scheme and authority replace the requested ones (`https://orders.internal:8443`).
+ */
+function readUpstream(reader: FieldReader, field: Field): UpstreamOverride | undefined {
+  const text = reader.string(field)
+  if (text === undefined) return undefined
+  if (text === 'https') return { protocol: 'https:', authority: undefined }
+  const expected = 'expected "https" or a URL such as "https://orders.internal:8443"'
+  let url: URL
+  try {
+    url = new URL(text)
+  } catch {
+    reader.report(field, `${quote(text)} is not valid; ${expected}`)
+    return undefined
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    reader.report(field, `${quote(text)} has scheme ${quote(url.protocol.slice(0, -1))}; ${expected}`)
+    return undefined
+  }
+  if (url.username !== '' || url.password !== '' || url.search !== '' || url.hash !== '' || (url.pathname !== '/' && url.pathname !== '')) {
+    reader.report(field, `${quote(text)} must be scheme and authority only, without user information, path, query or fragment`)
+    return undefined
+  }
+  return { protocol: url.protocol, authority: url.host === '' ? undefined : url.host }
+}
+
+function readAbsolutePath(reader: FieldReader, field: Field): string | undefined {
+  const text = reader.string(field)
+  if (text === undefined) return undefined
+  if (!text.startsWith('/')) {
+    reader.report(field, `${quote(text)} is not an absolute path; give the full path of a PEM file, e.g. "/etc/obo-sidecar/orders-ca.crt"`)
+    return undefined
+  }
+  return text
 }
 
 function readHost(reader: FieldReader, field: Field): HostPattern | undefined {
@@ -270,7 +312,18 @@ function buildRoute(draft: RouteDraft, issuers: ReadonlyMap<string, IssuerDraft>
   const { host, audience, resource, scopes } = draft
   if (issuer === undefined || name === undefined || host === undefined || !draft.pathPrefixValid) return undefined
   if (audience === undefined || resource === undefined || scopes === undefined) return undefined
-  return { name, host, pathPrefix: draft.pathPrefix, issuer, audience, resource, scopes }
+  if (draft.upstream === null || draft.upstreamCaFile === null) return undefined
+  return {
+    name,
+    host,
+    pathPrefix: draft.pathPrefix,
+    issuer,
+    audience,
+    resource,
+    scopes,
+    upstream: draft.upstream,
+    upstreamCaFile: draft.upstreamCaFile,
+  }
 }
 
 function unique(values: readonly string[]): string[] {

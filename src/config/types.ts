@@ -54,6 +54,14 @@ export interface HostPattern {
   readonly port: number | undefined
 }
 
+/** Where a route's traffic goes when not to the requested authority over the requested scheme. */
+export interface UpstreamOverride {
+  /** `https:` makes the sidecar originate TLS, verified against the system roots and `upstreamCaFile`. */
+  readonly protocol: 'http:' | 'https:'
+  /** `host:port` to connect to instead of the requested authority. Undefined keeps the requested host. */
+  readonly authority: string | undefined
+}
+
 export interface RouteConfig {
   /** The metrics label: the configured name, or host and path prefix. */
   readonly name: string
@@ -63,6 +71,9 @@ export interface RouteConfig {
   readonly audience: readonly string[]
   readonly resource: readonly string[]
   readonly scopes: readonly string[]
+  readonly upstream: UpstreamOverride | undefined
+  /** Absolute path of extra CA certificates (PEM) trusted for this route's TLS upstream. */
+  readonly upstreamCaFile: string | undefined
 }
 
 export interface RoutesConfig {
@@ -71,4 +82,9 @@ export interface RoutesConfig {
   readonly issuers: ReadonlyMap<string, IssuerConfig>
   /** In file order: the first match wins. */
   readonly routes: readonly RouteConfig[]
+  /**
+   * `iss` values of the users' own tokens. With the `strip` egress policy, a bearer JWT from one of
+   * these issuers is removed from requests to hosts without a route.
+   */
+  readonly userTokenIssuers: readonly string[]
 }

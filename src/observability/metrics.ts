@@ -1,4 +1,4 @@
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 /**
  * Every Prometheus metric the sidecar exports, registered up front so a scrape before any traffic
@@ -14,6 +14,10 @@ export interface Metrics {
   readonly tokenCacheMisses: Counter
   readonly proxyRequests: Counter<'route' | 'code'>
   readonly proxyRequestDuration: Histogram<'route'>
+  readonly userTokenBlocked: Counter<'reason'>
+  readonly tlsHandshakes: Counter<'result'>
+  readonly tlsCertificatesMinted: Counter
+  readonly tunnelsOpen: Gauge<'kind'>
 }
 
 /** The `route` label of requests that match no route. */
@@ -59,6 +63,29 @@ export function createMetrics(): Metrics {
       help: 'Time from receiving a request to receiving the upstream response headers, by route name.',
       labelNames: ['route'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    userTokenBlocked: new Counter({
+      name: 'obo_sidecar_user_token_blocked_total',
+      help: 'Unrouted requests and tunnels stopped by the unrouted policy: reason stripped (user token removed) or denied.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    tlsHandshakes: new Counter({
+      name: 'obo_sidecar_tls_handshakes_total',
+      help: 'TLS handshakes with agents on intercepted CONNECT tunnels, by result (success or failure).',
+      labelNames: ['result'],
+      registers: [registry],
+    }),
+    tlsCertificatesMinted: new Counter({
+      name: 'obo_sidecar_tls_certificates_minted_total',
+      help: 'Leaf certificates minted for intercepted host names.',
+      registers: [registry],
+    }),
+    tunnelsOpen: new Gauge({
+      name: 'obo_sidecar_tunnels_open',
+      help: 'CONNECT tunnels currently open, by kind (blind or intercepted).',
+      labelNames: ['kind'],
       registers: [registry],
     }),
   }

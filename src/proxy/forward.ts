@@ -1,7 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Agent, type Dispatcher } from 'undici'
 import { buildClientResponseHeaders } from './headers.js'
-import type { RequestTarget } from './target.js'
+import { trustedCertificates } from './trust.js'
+import type { UpstreamTarget } from './upstream.js'
 
 export interface ForwarderOptions {
   /** Time to wait for the upstream's response headers. */
@@ -16,23 +17,42 @@ export interface ForwarderOptions {
  * followed redirect could carry the exchanged token to another host.
  */
 export class Forwarder {
-  readonly #agent: Agent
+  readonly #options: ForwarderOptions
+  readonly #defaultAgent: Agent
+  /** One connection pool per extra CA file, since undici fixes the trusted roots per pool. */
+  readonly #agentsByCaFile = new Map<string, Agent>()
 
   constructor(options: ForwarderOptions) {
-    this.#agent = new Agent({
-      headersTimeout: options.headersTimeoutMs,
+    this.#options = options
+    this.#defaultAgent = this.#createAgent(trustedCertificates(undefined))
+  }
+
+  #createAgent(ca: string[]): Agent {
+    return new Agent({
+      headersTimeout: this.#options.headersTimeoutMs,
       // No idle limit between body chunks: server-sent events and long tool calls can stay silent
       // for minutes. The agent's own timeout ends such a request by closing its connection.
       bodyTimeout: 0,
-      keepAliveTimeout: options.keepAliveTimeoutMs,
+      keepAliveTimeout: this.#options.keepAliveTimeoutMs,
+      connect: { ca, rejectUnauthorized: true },
     })
   }
 
+  #agentFor(caFile: string | undefined): Agent {
+    if (caFile === undefined) return this.#defaultAgent
+    let agent = this.#agentsByCaFile.get(caFile)
+    if (agent === undefined) {
+      agent = this.#createAgent(trustedCertificates(caFile))
+      this.#agentsByCaFile.set(caFile, agent)
+    }
+    return agent
+  }
+
   /**
-   * Sends the request to `target` with `headers` and streams the response into `res`.
+   * Sends the request to `upstream` with `headers` and streams the response into `res`.
    * Resolves with the upstream status code once the response body has been written.
    */
-  async forward(req: IncomingMessage, res: ServerResponse, target: RequestTarget, headers: string[]): Promise<number> {
+  async forward(req: IncomingMessage, res: ServerResponse, upstream: UpstreamTarget, path: string, headers: string[]): Promise<number> {
     const abort = new AbortController()
     const onClose = (): void => {
       if (!res.writableFinished) abort.abort()
@@ -40,10 +60,10 @@ export class Forwarder {
     res.once('close', onClose)
     let statusCode = 0
     try {
-      await this.#agent.stream(
+      await this.#agentFor(upstream.caFile).stream(
         {
-          origin: `${target.protocol}//${target.authority}`,
-          path: target.pathAndQuery,
+          origin: upstream.origin,
+          path,
           method: req.method as Dispatcher.HttpMethod,
           headers,
           body: hasRequestBody(req) ? req : null,
@@ -64,7 +84,7 @@ export class Forwarder {
   }
 
   async close(): Promise<void> {
-    await this.#agent.close()
+    await Promise.all([this.#defaultAgent.close(), ...[...this.#agentsByCaFile.values()].map((agent) => agent.close())])
   }
 }
 

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
-import type { ProxyServer } from 'http-proxy-3'
+import type { ProxyServer, ProxyTarget } from 'http-proxy-3'
 import type { RouteConfig, RoutesConfig } from '../config/types.js'
 import { UnknownHostError, type OboError } from '../errors.js'
 import type { TokenProvider } from '../exchange/token-provider.js'
@@ -14,21 +14,26 @@ import { buildUpstreamRequestHeaders } from './headers.js'
 import { sendError, sendErrorOnSocket, toOboError } from './respond.js'
 import { matchRoute } from './route-match.js'
 import { resolveRequestTarget, type RequestTarget } from './target.js'
+import { trustedCertificates } from './trust.js'
+import { resolveUpstream, type UpstreamTarget } from './upstream.js'
+import type { EgressPolicy } from './egress-policy.js'
 
 export interface ProxyHandlerOptions {
   /** The current routes; read once per request, so a reload never changes a request midway. */
   routes: () => RoutesConfig
   tokens: TokenProvider
+  egressPolicy: EgressPolicy
   forwarder: Forwarder
   webSocketProxy: ProxyServer
   metrics: Metrics
   logger: Logger
 }
 
-/** A request after routing: its target, and the route that matched, if any. */
+/** A request after routing: its target, the route that matched if any, and where it goes. */
 interface RoutedRequest {
   target: RequestTarget
   route: RouteConfig | undefined
+  upstream: UpstreamTarget
 }
 
 /**
@@ -38,22 +43,26 @@ interface RoutedRequest {
 function routeRequest(req: IncomingMessage, routes: RoutesConfig): RoutedRequest {
   const target = resolveRequestTarget(req)
   const route = matchRoute(routes.routes, target.hostname, target.port, target.normalizedPath)
-  if (route === undefined && !target.absoluteForm) {
+  if (route === undefined && !target.proxied) {
     throw new UnknownHostError(
       `no route matches Host ${target.authority}${target.normalizedPath}; send absolute-form requests through HTTP_PROXY or add a route for this host`,
     )
   }
-  return { target, route }
+  return { target, route, upstream: resolveUpstream(target, route) }
 }
 
 /**
- * Returns the `Authorization` value to send upstream: the exchanged token on a routed request,
- * `undefined` (the client's own headers unchanged) on an unrouted one.
+ * Returns the `Authorization` to send upstream: the exchanged token on a routed request; on an
+ * unrouted one, what the egress policy decides: `undefined` keeps the agent's own fields, `null`
+ * removes them.
  */
-async function upstreamAuthorization(req: IncomingMessage, route: RouteConfig | undefined, tokens: TokenProvider): Promise<string | undefined> {
-  if (route === undefined) return undefined
+async function upstreamAuthorization(req: IncomingMessage, routed: RoutedRequest, options: ProxyHandlerOptions): Promise<string | null | undefined> {
+  if (routed.route === undefined) {
+    const action = options.egressPolicy.authorizationForUnrouted(req, routed.target.authority)
+    return action === 'remove' ? null : undefined
+  }
   const subjectToken = extractBearerToken(req)
-  const issued = await tokens.tokenFor(route, subjectToken)
+  const issued = await options.tokens.tokenFor(routed.route, subjectToken)
   return `${issued.tokenType} ${issued.accessToken}`
 }
 
@@ -66,12 +75,12 @@ export function createRequestHandler(options: ProxyHandlerOptions): (req: Incomi
     let authority: string | undefined
 
     const handle = async (): Promise<number> => {
-      const { target, route } = routeRequest(req, options.routes())
-      authority = target.authority
-      if (route !== undefined) routeLabel = route.name
-      const authorization = await upstreamAuthorization(req, route, options.tokens)
-      const headers = buildUpstreamRequestHeaders(req.rawHeaders, target.authority, authorization)
-      const status = await options.forwarder.forward(req, res, target, headers)
+      const routed = routeRequest(req, options.routes())
+      authority = routed.upstream.authority
+      if (routed.route !== undefined) routeLabel = routed.route.name
+      const authorization = await upstreamAuthorization(req, routed, options)
+      const headers = buildUpstreamRequestHeaders(req.rawHeaders, routed.upstream.authority, authorization)
+      const status = await options.forwarder.forward(req, res, routed.upstream, routed.target.pathAndQuery, headers)
       metrics.proxyRequestDuration.observe({ route: routeLabel }, (performance.now() - started) / 1000)
       return status
     }
@@ -102,18 +111,19 @@ export function createUpgradeHandler(options: ProxyHandlerOptions): (req: Incomi
     socket.on('error', () => socket.destroy())
 
     const handle = async (): Promise<void> => {
-      const { target, route } = routeRequest(req, options.routes())
-      authority = target.authority
-      if (route !== undefined) routeLabel = route.name
-      const authorization = await upstreamAuthorization(req, route, options.tokens)
-      if (authorization !== undefined) req.headers.authorization = authorization
+      const routed = routeRequest(req, options.routes())
+      const upstream = routed.upstream
+      authority = upstream.authority
+      if (routed.route !== undefined) routeLabel = routed.route.name
+      const authorization = await upstreamAuthorization(req, routed, options)
+      if (authorization === null) delete req.headers.authorization
+      else if (authorization !== undefined) req.headers.authorization = authorization
       delete req.headers['proxy-authorization']
       delete req.headers['proxy-connection']
-      req.headers.host = target.authority
-      req.url = target.pathAndQuery
-      const wsProtocol = target.protocol === 'https:' ? 'wss:' : 'ws:'
-      options.webSocketProxy.ws(req, socket, head, { target: `${wsProtocol}//${target.authority}` }, (error) => {
-        const oboError = toOboError(error, target.authority)
+      req.headers.host = upstream.authority
+      req.url = routed.target.pathAndQuery
+      options.webSocketProxy.ws(req, socket, head, { target: webSocketTarget(upstream) }, (error) => {
+        const oboError = toOboError(error, upstream.authority)
         const requestId = randomUUID()
         logRequestError(logger, req, oboError, { route: routeLabel, requestId, responseStarted: false })
         sendErrorOnSocket(socket, oboError, requestId)
@@ -128,6 +138,19 @@ export function createUpgradeHandler(options: ProxyHandlerOptions): (req: Incomi
       metrics.proxyRequests.inc({ route: routeLabel, code: String(error.statusCode) })
       sendErrorOnSocket(socket, error, requestId)
     })
+  }
+}
+
+/** Describes the upstream for http-proxy-3, which verifies a `wss:` target against `ca`. */
+function webSocketTarget(upstream: UpstreamTarget): ProxyTarget {
+  const url = new URL(upstream.origin)
+  const secure = url.protocol === 'https:'
+  return {
+    protocol: secure ? 'wss:' : 'ws:',
+    host: url.hostname,
+    hostname: url.hostname,
+    port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+    ca: secure ? trustedCertificates(upstream.caFile).join('\n') : undefined,
   }
 }
 

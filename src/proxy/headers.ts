@@ -44,13 +44,13 @@ function connectionOptions(connection: string | string[] | undefined): Set<strin
 
 /**
  * Builds the header list sent upstream from the client's raw headers, in their original order and
- * case, without hop-by-hop fields. `authorization` replaces the client's `Authorization` when
- * given; `undefined` keeps the client's own.
+ * case, without hop-by-hop fields. A string `authorization` replaces the client's `Authorization`
+ * fields, `null` removes them, and `undefined` keeps them.
  */
 export function buildUpstreamRequestHeaders(
   rawHeaders: readonly string[],
   authority: string,
-  authorization: string | undefined,
+  authorization: string | null | undefined,
 ): string[] {
   const dropped = connectionOptions(findRawHeader(rawHeaders, 'connection'))
   const headers = ['host', authority]
@@ -61,7 +61,7 @@ export function buildUpstreamRequestHeaders(
     if (lowerName === 'authorization' && authorization !== undefined) continue
     headers.push(name, rawHeaders[i + 1])
   }
-  if (authorization !== undefined) headers.push('authorization', authorization)
+  if (typeof authorization === 'string') headers.push('authorization', authorization)
   return headers
 }
 

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { STATUS_CODES } from 'node:http'
-import { InternalError, OboError, UpstreamTimeoutError, UpstreamUnreachableError } from '../errors.js'
+import { InternalError, OboError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnreachableError } from '../errors.js'
 
 const UPSTREAM_UNREACHABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -30,6 +30,13 @@ export function toOboError(error: unknown, upstreamAuthority?: string): OboError
   if (timeoutCode !== undefined) {
     return new UpstreamTimeoutError(`${where} did not respond in time (${timeoutCode})`, { cause: error })
   }
+  const tlsCode = codes.find(isTlsErrorCode)
+  if (tlsCode !== undefined) {
+    return new UpstreamTlsError(
+      `TLS with ${where} failed (${tlsCode}); if it uses a private CA, set the route's upstreamCaFile to that CA's certificate`,
+      { cause: error },
+    )
+  }
   const unreachableCode = codes.find((code) => UPSTREAM_UNREACHABLE_CODES.has(code))
   if (unreachableCode !== undefined) {
     return new UpstreamUnreachableError(
@@ -38,6 +45,11 @@ export function toOboError(error: unknown, upstreamAuthority?: string): OboError
     )
   }
   return new InternalError(`unexpected failure while proxying to ${where}`, { cause: error })
+}
+
+/** Recognizes OpenSSL verification codes (`CERT_HAS_EXPIRED`, ...) and Node's TLS error codes. */
+function isTlsErrorCode(code: string): boolean {
+  return /CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)|^ERR_TLS_|^ERR_SSL_|^EPROTO$/.test(code)
 }
 
 /** Collects the Node and undici error codes along the `cause` chain, outermost first. */

@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http'
-import { BadProxyRequestError } from '../errors.js'
+import { BadProxyRequestError, MisdirectedRequestError } from '../errors.js'
 
 /** The destination of a request, resolved from its request line and `Host` header. */
 export interface RequestTarget {
@@ -14,8 +14,28 @@ export interface RequestTarget {
   readonly pathAndQuery: string
   /** Path with dot segments resolved, for route matching only. */
   readonly normalizedPath: string
-  /** True when the request named the target itself (absolute-form), as clients of a proxy do. */
-  readonly absoluteForm: boolean
+  /**
+   * True for requests sent to the sidecar as a proxy: absolute-form, or inside a CONNECT tunnel.
+   * False for origin-form requests that addressed the sidecar directly.
+   */
+  readonly proxied: boolean
+}
+
+/** The destination a CONNECT tunnel was opened to, which decides where requests inside it go. */
+export interface TunnelTarget {
+  /** `https:` when the sidecar terminated TLS inside the tunnel, `http:` for plain HTTP in it. */
+  readonly protocol: 'http:' | 'https:'
+  readonly hostname: string
+  readonly port: number
+}
+
+// Requests arrive on the socket the HTTP server parses: the TLS socket of an intercepted tunnel,
+// or the client socket of a plain-HTTP one. A WeakMap lets the entry go with the socket.
+const tunnelTargets = new WeakMap<object, TunnelTarget>()
+
+/** Marks `socket` as the inside of a CONNECT tunnel to `target`. */
+export function registerTunnel(socket: object, target: TunnelTarget): void {
+  tunnelTargets.set(socket, target)
 }
 
 const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443 }
@@ -28,6 +48,8 @@ const DEFAULT_PORTS: Record<string, number> = { 'http:': 80, 'https:': 443 }
  * resolve to the same shape, and only absolute-form may name `https:`.
  */
 export function resolveRequestTarget(req: IncomingMessage): RequestTarget {
+  const tunnel = tunnelTargets.get(req.socket)
+  if (tunnel !== undefined) return resolveTunneled(req, tunnel)
   const requestTarget = req.url ?? ''
   if (requestTarget.startsWith('/')) return resolveOriginForm(requestTarget, req.headers.host)
   if (/^https?:\/\//i.test(requestTarget)) return resolveAbsoluteForm(requestTarget)
@@ -55,6 +77,29 @@ function resolveOriginForm(requestTarget: string, host: string | undefined): Req
   return fromUrl(parseUrl(`http://${host}${requestTarget}`), false)
 }
 
+/**
+ * Resolves a request inside a CONNECT tunnel. The tunnel's target decides where it goes, and a
+ * `Host` naming another authority is rejected rather than followed: the agent's TLS session and
+ * the route were chosen for the CONNECT target.
+ */
+function resolveTunneled(req: IncomingMessage, tunnel: TunnelTarget): RequestTarget {
+  const requestTarget = req.url ?? ''
+  const host = req.headers.host
+  if (host === undefined || host === '') {
+    throw new BadProxyRequestError('request inside the CONNECT tunnel has no Host header')
+  }
+  const url = requestTarget.startsWith('/')
+    ? parseUrl(`${tunnel.protocol}//${host}${requestTarget}`)
+    : parseUrl(requestTarget)
+  const resolved = fromUrl(url, true)
+  if (resolved.hostname !== tunnel.hostname || resolved.port !== tunnel.port) {
+    throw new MisdirectedRequestError(
+      `request for ${resolved.authority} inside a CONNECT tunnel to ${tunnel.hostname}:${tunnel.port}; open a tunnel to ${resolved.authority} for it`,
+    )
+  }
+  return { ...resolved, protocol: tunnel.protocol }
+}
+
 function parseUrl(text: string): URL {
   try {
     return new URL(text)
@@ -63,7 +108,7 @@ function parseUrl(text: string): URL {
   }
 }
 
-function fromUrl(url: URL, absoluteForm: boolean): RequestTarget {
+function fromUrl(url: URL, proxied: boolean): RequestTarget {
   const protocol = url.protocol
   const port = url.port === '' ? (DEFAULT_PORTS[protocol] ?? 80) : Number(url.port)
   return {
@@ -73,7 +118,7 @@ function fromUrl(url: URL, absoluteForm: boolean): RequestTarget {
     authority: url.host,
     pathAndQuery: `${url.pathname}${url.search}`,
     normalizedPath: url.pathname,
-    absoluteForm,
+    proxied,
   }
 }
 

@@ -1,5 +1,11 @@
 import { createHash } from 'node:crypto'
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
+import { createServer, type IncomingHttpHeaders, type RequestListener, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type ServerOptions as HttpsServerOptions } from 'node:https'
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { Duplex } from 'node:stream'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
@@ -19,7 +25,37 @@ export interface Upstream {
   /** `127.0.0.1:PORT` */
   readonly authority: string
   readonly requests: ReceivedRequest[]
+  /** With `tls`: a PEM file of the CA that signed the upstream's certificate. */
+  readonly caFile: string | undefined
   close(): Promise<void>
+}
+
+export interface UpstreamOptions {
+  /** Serve HTTPS with a certificate for these names (DNS names or IP addresses) from a new CA. */
+  tls?: { names: string[] }
+}
+
+/**
+ * Creates, with the openssl CLI, a CA for the upstream alone and a server certificate for `names`
+ * (DNS names or IP addresses), the way a private API would have them.
+ */
+function upstreamTls(options: { names: string[] }): { serverOptions: HttpsServerOptions; caFile: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'obo-sidecar-upstream-'))
+  const file = (name: string) => join(dir, name)
+  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'pipe' })
+  openssl('req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
+    '-subj', '/CN=test upstream CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
+    '-keyout', file('ca.key'), '-out', file('ca.crt'))
+  const altNames = options.names.map((name) => (isIP(name) === 0 ? `DNS:${name}` : `IP:${name}`)).join(',')
+  openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${options.names[0]}`,
+    '-keyout', file('server.key'), '-out', file('server.csr'))
+  writeFileSync(file('server.ext'), `subjectAltName=${altNames}\nextendedKeyUsage=serverAuth\n`)
+  openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.crt'), '-CAkey', file('ca.key'), '-CAcreateserial',
+    '-days', '1', '-extfile', file('server.ext'), '-out', file('server.crt'))
+  return {
+    serverOptions: { key: readFileSync(file('server.key')), cert: readFileSync(file('server.crt')) },
+    caFile: file('ca.crt'),
+  }
 }
 
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
@@ -34,12 +70,13 @@ const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
  * - anything else: reads the body while counting its bytes, then answers JSON with the method,
  *   path, Authorization and byte count it saw.
  */
-export async function startUpstream(): Promise<Upstream> {
+export async function startUpstream(options: UpstreamOptions = {}): Promise<Upstream> {
   const requests: ReceivedRequest[] = []
   // Upgraded connections leave the HTTP server's bookkeeping, so close() ends them itself.
   const upgradedSockets = new Set<Duplex>()
+  const tls = options.tls === undefined ? undefined : upstreamTls(options.tls)
 
-  const server = createServer((req, res) => {
+  const handler: RequestListener = (req, res) => {
     const record: ReceivedRequest = {
       method: req.method ?? '',
       url: req.url ?? '',
@@ -67,7 +104,8 @@ export async function startUpstream(): Promise<Upstream> {
       res.writeHead(status === null ? 200 : Number(status[1]), { 'content-type': 'application/json' })
       res.end(body)
     })
-  })
+  }
+  const server = tls === undefined ? createServer(handler) : createHttpsServer(tls.serverOptions, handler)
 
   server.on('upgrade', (req, socket) => {
     requests.push({
@@ -100,6 +138,7 @@ export async function startUpstream(): Promise<Upstream> {
     port,
     authority: `127.0.0.1:${port}`,
     requests,
+    caFile: tls?.caFile,
     close: () =>
       new Promise((resolve) => {
         for (const socket of upgradedSockets) socket.destroy()
