@@ -110,8 +110,8 @@ const malformed: readonly MalformedCase[] = [
       metrics: true
     `,
     problems: [
-      '9:5 routes[0]: unknown key "retries"; allowed keys: name, host, pathPrefix, issuer, audience, resource, scopes',
-      '10:1 unknown key "metrics"; allowed keys: version, issuers, routes',
+      '9:5 routes[0]: unknown key "retries"; allowed keys: name, host, pathPrefix, issuer, audience, resource, scopes, upstream, upstreamCaFile',
+      '10:1 unknown key "metrics"; allowed keys: version, userTokenIssuers, issuers, routes',
     ],
   },
   {
@@ -688,6 +688,8 @@ void t.test('valid file parses into normalized objects', (t) => {
       audience: ['https://orders.example.com'],
       resource: ['https://orders.example.com/', 'urn:orders'],
       scopes: ['orders.read', 'orders.write'],
+      upstream: undefined,
+      upstreamCaFile: undefined,
     },
   )
   t.strictSame(
@@ -700,6 +702,8 @@ void t.test('valid file parses into normalized objects', (t) => {
       audience: [],
       resource: [],
       scopes: ['api://billing/.default'],
+      upstream: undefined,
+      upstreamCaFile: undefined,
     },
   )
   t.strictSame(
@@ -712,6 +716,8 @@ void t.test('valid file parses into normalized objects', (t) => {
       audience: ['a', 'b'],
       resource: [],
       scopes: [],
+      upstream: undefined,
+      upstreamCaFile: undefined,
     },
   )
   t.equal(orders.issuer, corp, 'routes share the issuer object')
@@ -802,4 +808,30 @@ void t.test('obo-sidecar validate on malformed files', async (t) => {
     })
     t.same(result.stderr.trimEnd().split('\n'), expected, `${name}: printed problems`)
   }
+})
+
+void t.test('upstream, upstreamCaFile and userTokenIssuers', (t) => {
+  const route = (extra: string) => `${ISSUERS}routes:\n  - host: orders.example.com\n    issuer: corp\n${extra}`
+  t.strictSame(problemsOf(route('    upstream: ftp://orders.internal\n')), [
+    '9:15 routes[0].upstream: "ftp://orders.internal" has scheme "ftp"; expected "https" or a URL such as "https://orders.internal:8443"',
+  ])
+  t.strictSame(problemsOf(route('    upstream: https://orders.internal:8443/v1\n')), [
+    '9:15 routes[0].upstream: "https://orders.internal:8443/v1" must be scheme and authority only, without user information, path, query or fragment',
+  ])
+  t.strictSame(problemsOf(route('    upstream: http\n')), [
+    '9:15 routes[0].upstream: "http" is not valid; expected "https" or a URL such as "https://orders.internal:8443"',
+  ])
+  t.strictSame(problemsOf(route('    upstreamCaFile: certs/ca.crt\n')), [
+    '9:21 routes[0].upstreamCaFile: "certs/ca.crt" is not an absolute path; give the full path of a PEM file, e.g. "/etc/obo-sidecar/orders-ca.crt"',
+  ])
+
+  const config = parseRoutes(
+    `userTokenIssuers: https://login.example.com\n${route('    upstream: https://orders.internal:8443\n    upstreamCaFile: /etc/ca.crt\n')}`,
+    'routes.yaml',
+  )
+  t.strictSame(config.routes[0]!.upstream, { protocol: 'https:', authority: 'orders.internal:8443' })
+  t.equal(config.routes[0]!.upstreamCaFile, '/etc/ca.crt')
+  t.strictSame(config.userTokenIssuers, ['https://login.example.com'])
+  t.strictSame(parseRoutes(route('    upstream: https\n'), 'routes.yaml').routes[0]!.upstream, { protocol: 'https:', authority: undefined })
+  t.end()
 })
