@@ -1,26 +1,26 @@
-import { createServer, type IncomingMessage, type Server } from 'node:http'
-import type { Duplex } from 'node:stream'
+import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { createProxyServer } from 'http-proxy-3'
 import { createAdminServer } from './admin/server.js'
+import { exchangeTargetFingerprint } from './cache/key.js'
 import { TokenCache } from './cache/token-cache.js'
 import { loadRoutesFile } from './config/load.js'
+import { RoutesReloader } from './config/reloader.js'
 import { SecretReader } from './config/secrets.js'
 import type { RoutesConfig } from './config/types.js'
 import { TokenExchanger } from './exchange/client.js'
 import { TokenProvider } from './exchange/token-provider.js'
 import type { Logger } from './observability/logger.js'
 import { createMetrics } from './observability/metrics.js'
-import { ConfigError } from './errors.js'
-import { createConnectHandler, type InterceptMode } from './proxy/connect.js'
+import type { InterceptMode } from './proxy/connect.js'
 import { EgressPolicy, type UnroutedPolicy } from './proxy/egress-policy.js'
 import { Forwarder } from './proxy/forward.js'
-import { readCaFile } from './proxy/trust.js'
 import { generateCertificateAuthority, loadCertificateAuthority, type CertificateAuthority } from './tls/ca.js'
 import { writeCaFiles } from './tls/ca-bundle.js'
 import { LeafCertificateCache } from './tls/leaf-certificates.js'
-import { createRequestHandler, createUpgradeHandler } from './proxy/handler.js'
+import { checkRoutesEnvironment } from './startup-checks.js'
+import { ProxyListener } from './proxy/listener.js'
 
 export interface ListenAddress {
   host: string
@@ -49,6 +49,8 @@ export interface SidecarSettings {
   caKeyFile: string | undefined
   /** Directory that receives `ca.crt` and `ca-bundle.crt` for the agent to trust. */
   caOutDir: string | undefined
+  /** How often the routes file is re-read in case a file-system event was missed. */
+  configPollIntervalMs: number
 }
 
 export interface RunningSidecar {
@@ -56,39 +58,10 @@ export interface RunningSidecar {
   readonly adminAddress: AddressInfo
   /** Stops accepting connections, lets in-flight requests finish within the grace time, and closes. */
   stop(): Promise<void>
-}
-
-/**
- * Checks every secret the routes reference, so that a missing secret file or variable stops
- * start-up naming its issuer rather than failing the first request that needs it.
- */
-export function checkIssuerSecrets(config: RoutesConfig, secrets: SecretReader): void {
-  for (const issuer of config.issuers.values()) {
-    if (issuer.clientSecret !== undefined) secrets.read(issuer.clientSecret, `issuer "${issuer.name}" clientSecret`)
-    if (issuer.actorToken !== undefined) secrets.read(issuer.actorToken.source, `issuer "${issuer.name}" actorToken`)
-  }
-}
-
-/** Reads each route's `upstreamCaFile` once, so a missing or empty file stops start-up. */
-export function checkUpstreamCaFiles(config: RoutesConfig): void {
-  for (const route of config.routes) {
-    if (route.upstreamCaFile !== undefined) readCaFile(route.upstreamCaFile)
-  }
-}
-
-/** The `strip` policy recognizes the user's token by its issuer, so it needs the list of them. */
-export function checkEgressPolicy(config: RoutesConfig, policy: UnroutedPolicy): void {
-  if (policy === 'strip' && config.userTokenIssuers.length === 0) {
-    throw new ConfigError([
-      {
-        file: config.file,
-        line: 1,
-        col: 1,
-        message:
-          'the unrouted policy is strip, which needs "userTokenIssuers": list the iss values of the users\' tokens, e.g. userTokenIssuers: [https://login.example.com]',
-      },
-    ])
-  }
+  /** Closes every connection at once; a running `stop()` then completes. */
+  stopNow(): void
+  /** Re-reads the routes file, as SIGHUP asks; returns true when new routes took effect. */
+  reload(): boolean
 }
 
 async function loadOrGenerateCa(settings: SidecarSettings): Promise<CertificateAuthority> {
@@ -98,20 +71,26 @@ async function loadOrGenerateCa(settings: SidecarSettings): Promise<CertificateA
   return generateCertificateAuthority()
 }
 
+/** Drops cached tokens of exchange targets that a reload removed or changed. */
+function dropChangedTargets(cache: TokenCache, previous: RoutesConfig, next: RoutesConfig, logger: Logger): void {
+  const kept = new Set(next.routes.map((route) => exchangeTargetFingerprint(route)))
+  const changed = new Set(previous.routes.map((route) => exchangeTargetFingerprint(route)).filter((fingerprint) => !kept.has(fingerprint)))
+  if (changed.size === 0) return
+  const removed = cache.deleteByKeyPrefix(changed)
+  logger.info({ event: 'config_reload', dropped_tokens: removed }, 'dropped cached tokens of changed routes')
+}
+
 /** Loads and checks the configuration, then starts the proxy and admin listeners. */
 export async function startSidecar(settings: SidecarSettings, logger: Logger): Promise<RunningSidecar> {
-  const routes = loadRoutesFile(settings.routesFile)
+  const initialRoutes = loadRoutesFile(settings.routesFile)
   const secrets = new SecretReader()
-  checkIssuerSecrets(routes, secrets)
-  checkUpstreamCaFiles(routes)
-  checkEgressPolicy(routes, settings.unroutedPolicy)
+  checkRoutesEnvironment(initialRoutes, secrets, settings.unroutedPolicy)
 
   const metrics = createMetrics()
   const ca = await loadOrGenerateCa(settings)
   const certificates = new LeafCertificateCache({ ca, onMint: () => metrics.tlsCertificatesMinted.inc() })
   // The agent reads these files to trust intercepted TLS, so they exist before /readyz says 200.
   const caFiles = settings.caOutDir === undefined ? undefined : await writeCaFiles(settings.caOutDir, ca)
-  const egressPolicy = new EgressPolicy(settings.unroutedPolicy, routes.userTokenIssuers, metrics)
   const exchanger = new TokenExchanger({
     timeoutMs: settings.exchangeTimeoutMs,
     defaultLifetimeSeconds: settings.defaultTokenLifetimeSeconds,
@@ -123,68 +102,47 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
     maxBytes: settings.cacheMaxBytes,
     expirySkewSeconds: settings.cacheExpirySkewSeconds,
   })
-  const forwarder = new Forwarder({ headersTimeoutMs: settings.upstreamHeadersTimeoutMs, keepAliveTimeoutMs: 30_000 })
-  const webSocketProxy = createProxyServer({ ws: true, xfwd: false })
-  const handlerOptions = {
-    routes: () => routes,
-    tokens: new TokenProvider({ cache, exchanger, metrics, logger }),
-    egressPolicy,
-    forwarder,
-    webSocketProxy,
+  const reloader = new RoutesReloader({
+    initial: initialRoutes,
+    check: (config) => checkRoutesEnvironment(config, secrets, settings.unroutedPolicy),
+    onChange: (previous, next) => dropChangedTargets(cache, previous, next, logger),
+    pollIntervalMs: settings.configPollIntervalMs,
     metrics,
     logger,
-  }
-
-  let ready = false
-  // requestTimeout 0: an upload or a streamed call may legitimately take longer than Node's
-  // default 300 s; the agent's own timeouts end such requests.
-  const proxy = createServer(
-    { maxHeaderSize: settings.maxHeaderBytes, requestTimeout: 0 },
-    createRequestHandler(handlerOptions),
-  )
-  // Upgraded connections leave the HTTP server's bookkeeping: closeAllConnections() misses them.
-  const upgradedSockets = new Set<Duplex>()
-  const handleUpgrade = createUpgradeHandler(handlerOptions)
-  proxy.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    upgradedSockets.add(socket)
-    socket.once('close', () => upgradedSockets.delete(socket))
-    handleUpgrade(req, socket, head)
   })
-  proxy.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => {
-    logger.info({ event: 'client_error', code: error.code }, 'malformed request from client')
-    if (!socket.writable) {
-      socket.destroy()
-      return
-    }
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request'
-    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
-  })
-  proxy.on(
-    'connect',
-    createConnectHandler({
-      routes: () => routes,
-      intercept: settings.intercept,
+  const routes = (): RoutesConfig => reloader.current
+  const egressPolicy = new EgressPolicy(settings.unroutedPolicy, () => routes().userTokenIssuers, metrics)
+  const forwarder = new Forwarder({ headersTimeoutMs: settings.upstreamHeadersTimeoutMs, keepAliveTimeoutMs: 30_000 })
+  const webSocketProxy = createProxyServer({ ws: true, xfwd: false })
+  const listener = new ProxyListener({
+    handler: {
+      routes,
+      tokens: new TokenProvider({ cache, exchanger, metrics, logger }),
       egressPolicy,
-      certificates,
-      server: proxy,
-      connectTimeoutMs: 10_000,
+      forwarder,
+      webSocketProxy,
       metrics,
       logger,
-    }),
-  )
-  const admin = createAdminServer({ registry: metrics.registry, isReady: () => ready, logger })
+    },
+    connect: { routes, intercept: settings.intercept, egressPolicy, certificates, connectTimeoutMs: 10_000, metrics, logger },
+    maxHeaderBytes: settings.maxHeaderBytes,
+    logger,
+  })
 
-  const proxyAddress = await listen(proxy, settings.listen)
+  let ready = false
+  const admin = createAdminServer({ registry: metrics.registry, isReady: () => ready, logger })
+  const proxyAddress = await listen(listener.server, settings.listen)
   const adminAddress = await listen(admin, settings.adminListen)
+  reloader.start()
   ready = true
   logger.info(
     {
       event: 'start',
       proxy: formatAddress(proxyAddress),
       admin: formatAddress(adminAddress),
-      routes_file: routes.file,
-      routes: routes.routes.map((route) => route.name),
-      issuers: [...routes.issuers.keys()],
+      routes_file: initialRoutes.file,
+      routes: initialRoutes.routes.map((route) => route.name),
+      issuers: [...initialRoutes.issuers.keys()],
       intercept: settings.intercept,
       unrouted_policy: settings.unroutedPolicy,
       ca: ca.source,
@@ -194,20 +152,23 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
   )
 
   const stop = async (): Promise<void> => {
+    // /readyz fails first, so Kubernetes stops sending new traffic while in-flight requests finish.
     ready = false
-    const drained = Promise.all([closeServer(proxy), closeServer(admin)])
-    proxy.closeIdleConnections()
-    const timer = setTimeout(() => {
-      proxy.closeAllConnections()
-      for (const socket of upgradedSockets) socket.destroy()
-    }, settings.shutdownGraceMs)
-    await drained
-    clearTimeout(timer)
+    reloader.close()
+    await listener.drain(settings.shutdownGraceMs)
+    admin.closeAllConnections()
+    await closeServer(admin)
     webSocketProxy.close()
     await Promise.all([forwarder.close(), exchanger.close()])
     logger.info({ event: 'stop' }, 'sidecar stopped')
   }
-  return { proxyAddress, adminAddress, stop }
+  return {
+    proxyAddress,
+    adminAddress,
+    stop,
+    stopNow: () => listener.closeNow(),
+    reload: () => reloader.reload('signal'),
+  }
 }
 
 async function listen(server: Server, address: ListenAddress): Promise<AddressInfo> {

@@ -9,20 +9,33 @@ export interface ExchangeTarget {
   readonly scopes: readonly string[]
 }
 
+const targetFingerprints = new WeakMap<ExchangeTarget, string>()
+
 /**
- * Derives the cache key of one exchange: a SHA-256 hex digest over the subject token and every
- * setting that changes the issued token. The fields are hashed as one JSON array, which keeps
+ * Derives the cache key of one exchange: the target's fingerprint, a colon, and the SHA-256 of
+ * the subject token. The fingerprint comes first so that all entries of one target can be found by
+ * prefix when a reload changes it.
+ */
+export function exchangeCacheKey(subjectToken: string, target: ExchangeTarget): string {
+  return `${exchangeTargetFingerprint(target)}:${sha256Hex(subjectToken)}`
+}
+
+/**
+ * Returns a SHA-256 hex digest over every setting besides the subject token that changes the
+ * issued token, memoized per target object. The fields are hashed as one JSON array, which keeps
  * their boundaries unambiguous. Target and scope lists are sorted because their order does not
- * change the grant.
+ * change the grant. Equal settings give equal fingerprints, so a route left unchanged by a reload
+ * keeps its cached tokens.
  *
  * The actor token is identified by where it is read from and its type, not by its value. Projected
  * service-account tokens rotate about hourly while naming the same workload, so hashing the value
  * would empty the cache at every rotation and read the secret on every lookup.
  */
-export function exchangeCacheKey(subjectToken: string, target: ExchangeTarget): string {
+export function exchangeTargetFingerprint(target: ExchangeTarget): string {
+  let fingerprint = targetFingerprints.get(target)
+  if (fingerprint !== undefined) return fingerprint
   const { issuer } = target
   const fields = [
-    subjectToken,
     issuer.name,
     issuer.tokenEndpoint.href,
     issuer.clientId,
@@ -34,7 +47,9 @@ export function exchangeCacheKey(subjectToken: string, target: ExchangeTarget): 
     sorted(target.resource),
     sorted(target.scopes),
   ]
-  return sha256Hex(JSON.stringify(fields))
+  fingerprint = sha256Hex(JSON.stringify(fields))
+  targetFingerprints.set(target, fingerprint)
+  return fingerprint
 }
 
 /** Returns the first 12 hex digits of the token's SHA-256: enough to correlate log lines, not to recover it. */

@@ -19,6 +19,9 @@ export interface CacheLookup {
   readonly cacheHit: boolean
 }
 
+/** The subject token's expiry in epoch milliseconds, or a function that computes it when needed. */
+export type SubjectExpiry = number | undefined | (() => number | undefined)
+
 interface CacheEntry {
   readonly token: IssuedToken
   /** Epoch milliseconds after which the entry is not served. */
@@ -61,7 +64,7 @@ export class TokenCache {
    */
   async getOrExchange(
     key: string,
-    subjectExpiresAt: number | undefined,
+    subjectExpiresAt: SubjectExpiry,
     exchange: () => Promise<IssuedToken>,
   ): Promise<CacheLookup> {
     const cached = this.#getFresh(key)
@@ -77,6 +80,22 @@ export class TokenCache {
   /** Removes one entry, e.g. after the upstream rejected its token. A running exchange is unaffected. */
   delete(key: string): void {
     this.#entries.delete(key)
+  }
+
+  /**
+   * Removes the entries whose key starts with one of `prefixes` followed by a colon, for instance
+   * the fingerprints of routes a reload changed. Returns how many were removed.
+   */
+  deleteByKeyPrefix(prefixes: ReadonlySet<string>): number {
+    let removed = 0
+    for (const key of [...this.#entries.keys()]) {
+      const separator = key.indexOf(':')
+      if (separator > 0 && prefixes.has(key.slice(0, separator))) {
+        this.#entries.delete(key)
+        removed += 1
+      }
+    }
+    return removed
   }
 
   /** Removes every entry. Exchanges already running still return to their callers but are not stored. */
@@ -113,7 +132,7 @@ export class TokenCache {
 
   #startExchange(
     key: string,
-    subjectExpiresAt: number | undefined,
+    subjectExpiresAt: SubjectExpiry,
     exchange: () => Promise<IssuedToken>,
   ): Promise<IssuedToken> {
     const generation = this.#generation
@@ -132,7 +151,9 @@ export class TokenCache {
     return pending
   }
 
-  #store(key: string, token: IssuedToken, subjectExpiresAt: number | undefined): void {
+  #store(key: string, token: IssuedToken, subjectExpiry: SubjectExpiry): void {
+    // Evaluated only here, on a miss, so cache hits never decode the subject token.
+    const subjectExpiresAt = typeof subjectExpiry === 'function' ? subjectExpiry() : subjectExpiry
     const expiresAt = Math.min(token.expiresAt, subjectExpiresAt ?? Number.POSITIVE_INFINITY)
     const staleAt = expiresAt - this.#skewMs
     if (staleAt <= this.#now()) return

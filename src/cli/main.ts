@@ -32,6 +32,7 @@ interface RunOptions {
   caCert?: string
   caKey?: string
   caOut?: string
+  configPollInterval: number
 }
 
 function packageVersion(): string {
@@ -70,6 +71,7 @@ function buildProgram(): Command {
     .addOption(option('--unrouted-policy <policy>', "requests to hosts without a route: forward unchanged, strip the user's token, or deny", 'UNROUTED_POLICY').choices(UNROUTED_POLICIES).default('forward'))
     .addOption(option('--ca-cert <file>', 'PEM certificate of the CA that signs intercepted leaf certificates (default: a CA generated at start-up)', 'CA_CERT'))
     .addOption(option('--ca-key <file>', 'PEM private key (PKCS#8 or SEC1) of --ca-cert', 'CA_KEY'))
+    .addOption(option('--config-poll-interval <seconds>', 'how often the routes file is re-read in case a file change was not reported; it is also watched, and SIGHUP reloads it', 'CONFIG_POLL_INTERVAL').argParser(secondsParser(1, 3_600)).default(10))
     .addOption(option('--ca-out <dir>', 'directory to write ca.crt and ca-bundle.crt (system roots plus the CA) for the agent to trust', 'CA_OUT'))
     .action(async (options: RunOptions) => {
       if ((options.caCert === undefined) !== (options.caKey === undefined)) {
@@ -121,6 +123,7 @@ function toSettings(options: RunOptions): SidecarSettings {
     caCertFile: options.caCert,
     caKeyFile: options.caKey,
     caOutDir: options.caOut,
+    configPollIntervalMs: options.configPollInterval * 1000,
   }
 }
 
@@ -139,9 +142,9 @@ async function run(options: RunOptions): Promise<void> {
   let stopping = false
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) {
-      logger.warn({ event: 'stop', signal }, 'second signal: exiting now')
-      logger.flush()
-      process.exit(1)
+      logger.warn({ event: 'stop', signal }, 'second signal: closing every connection now')
+      sidecar.stopNow()
+      return
     }
     stopping = true
     logger.info({ event: 'stop', signal }, 'stopping: draining in-flight requests')
@@ -159,6 +162,9 @@ async function run(options: RunOptions): Promise<void> {
   }
   process.on('SIGTERM', shutdown)
   process.on('SIGINT', shutdown)
+  process.on('SIGHUP', () => {
+    sidecar.reload()
+  })
 }
 
 /** Prints why start-up failed in plain lines on standard error: the messages name no secret. */

@@ -36,7 +36,7 @@ export class TokenProvider {
 
   async tokenFor(route: RouteConfig, subjectToken: string): Promise<IssuedToken> {
     const key = exchangeCacheKey(subjectToken, route)
-    const { token, cacheHit } = await this.#cache.getOrExchange(key, subjectTokenExpiry(subjectToken), () =>
+    const { token, cacheHit } = await this.#cache.getOrExchange(key, () => subjectTokenExpiry(subjectToken), () =>
       this.#exchange(route, subjectToken),
     )
     if (cacheHit) this.#metrics.tokenCacheHits.inc()

@@ -18,6 +18,7 @@ export interface Metrics {
   readonly tlsHandshakes: Counter<'result'>
   readonly tlsCertificatesMinted: Counter
   readonly tunnelsOpen: Gauge<'kind'>
+  readonly configReloads: Counter<'result'>
 }
 
 /** The `route` label of requests that match no route. */
@@ -80,6 +81,12 @@ export function createMetrics(): Metrics {
     tlsCertificatesMinted: new Counter({
       name: 'obo_sidecar_tls_certificates_minted_total',
       help: 'Leaf certificates minted for intercepted host names.',
+      registers: [registry],
+    }),
+    configReloads: new Counter({
+      name: 'obo_sidecar_config_reloads_total',
+      help: 'Attempts to apply a changed routes file, by result (success, or failure when the running routes were kept).',
+      labelNames: ['result'],
       registers: [registry],
     }),
     tunnelsOpen: new Gauge({

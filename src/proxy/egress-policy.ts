@@ -18,12 +18,13 @@ export type AuthorizationAction = 'keep' | 'remove'
 
 export class EgressPolicy {
   readonly policy: UnroutedPolicy
-  readonly #userTokenIssuers: ReadonlySet<string>
+  /** Reads the current list, which a reload of the routes file can change. */
+  readonly #userTokenIssuers: () => readonly string[]
   readonly #metrics: Metrics
 
-  constructor(policy: UnroutedPolicy, userTokenIssuers: readonly string[], metrics: Metrics) {
+  constructor(policy: UnroutedPolicy, userTokenIssuers: () => readonly string[], metrics: Metrics) {
     this.policy = policy
-    this.#userTokenIssuers = new Set(userTokenIssuers)
+    this.#userTokenIssuers = userTokenIssuers
     this.#metrics = metrics
   }
 
@@ -52,7 +53,7 @@ export class EgressPolicy {
     if (match === null) return false
     try {
       const issuer = decodeJwt(match[1]).iss
-      return issuer !== undefined && this.#userTokenIssuers.has(issuer)
+      return issuer !== undefined && this.#userTokenIssuers().includes(issuer)
     } catch {
       // An opaque token cannot be attributed to an issuer, so it is not the user's JWT.
       return false

@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer'
 import t from 'tap'
-import { exchangeCacheKey, tokenFingerprint, type ExchangeTarget } from '../../src/cache/key.js'
+import { exchangeCacheKey, exchangeTargetFingerprint, tokenFingerprint, type ExchangeTarget } from '../../src/cache/key.js'
 import { subjectTokenExpiry, TokenCache } from '../../src/cache/token-cache.js'
 import { ACCESS_TOKEN_TYPE, JWT_TOKEN_TYPE } from '../../src/config/types.js'
 import { IdpUnavailableError } from '../../src/errors.js'
@@ -251,7 +251,7 @@ function target(overrides: Partial<ExchangeTarget> = {}): ExchangeTarget {
 void t.test('exchangeCacheKey', (t) => {
   const base = exchangeCacheKey('subject', target())
 
-  t.match(base, /^[0-9a-f]{64}$/)
+  t.match(base, /^[0-9a-f]{64}:[0-9a-f]{64}$/)
   t.notOk(base.includes('subject'))
   t.equal(exchangeCacheKey('subject', target({ audience: ['a2', 'a1'], scopes: ['s2', 's1'] })), base, 'order-independent')
 
@@ -292,4 +292,16 @@ void t.test('tokenFingerprint', (t) => {
   t.equal(tokenFingerprint('some-token'), fingerprint)
   t.not(tokenFingerprint('other-token'), fingerprint)
   t.end()
+})
+
+void t.test('deleteByKeyPrefix drops one target', async (t) => {
+  const cache = new TokenCache()
+  const issue = (value: string) => async () => ({ accessToken: value, tokenType: 'Bearer' as const, expiresAt: Date.now() + 60_000, scope: undefined, issuedTokenType: undefined })
+  const kept = exchangeCacheKey('user', target({ audience: ['kept'] }))
+  const dropped = exchangeCacheKey('user', target({ audience: ['dropped'] }))
+  await cache.getOrExchange(kept, undefined, issue('k'))
+  await cache.getOrExchange(dropped, undefined, issue('d'))
+  t.equal(cache.deleteByKeyPrefix(new Set([exchangeTargetFingerprint(target({ audience: ['dropped'] }))])), 1)
+  t.equal((await cache.getOrExchange(kept, undefined, issue('new'))).cacheHit, true, 'other target kept')
+  t.equal((await cache.getOrExchange(dropped, undefined, issue('new'))).cacheHit, false, 'changed target dropped')
 })
