@@ -36,6 +36,8 @@ export interface ConnectHandlerOptions {
 // The first byte of a TLS record carrying a handshake message (RFC 8446 section 5.1).
 const TLS_HANDSHAKE_RECORD = 0x16
 const CONNECTION_ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n'
+/** How long an intercepted tunnel may stay silent, or take to finish its TLS handshake, before it is closed. */
+const TUNNEL_SETUP_TIMEOUT_MS = 30_000
 
 /**
  * Parses a CONNECT request target, which must be authority-form `host:port` (RFC 9112
@@ -149,7 +151,10 @@ function interceptTunnel(options: ConnectHandlerOptions, socket: Duplex, head: B
     dispatch(head)
     return
   }
+  const silent = setTimeout(() => socket.destroy(), TUNNEL_SETUP_TIMEOUT_MS)
+  socket.once('close', () => clearTimeout(silent))
   socket.once('data', (chunk: Buffer) => {
+    clearTimeout(silent)
     socket.pause()
     dispatch(chunk)
   })
@@ -197,7 +202,10 @@ function terminateTls(options: ConnectHandlerOptions, socket: Socket, target: Tu
         },
       })
       let established = false
+      const handshakeTimer = setTimeout(() => tlsSocket.destroy(), TUNNEL_SETUP_TIMEOUT_MS)
+      tlsSocket.once('close', () => clearTimeout(handshakeTimer))
       tlsSocket.once('secure', () => {
+        clearTimeout(handshakeTimer)
         established = true
         metrics.tlsHandshakes.inc({ result: 'success' })
         registerTunnel(tlsSocket, target)
