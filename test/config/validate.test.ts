@@ -829,9 +829,9 @@ void t.test('upstream, upstreamCaFile and userTokenIssuers', (t) => {
     `userTokenIssuers: https://login.example.com\n${route('    upstream: https://orders.internal:8443\n    upstreamCaFile: /etc/ca.crt\n')}`,
     'routes.yaml',
   )
-  t.strictSame(config.routes[0]!.upstream, { protocol: 'https:', authority: 'orders.internal:8443' })
-  t.equal(config.routes[0]!.upstreamCaFile, '/etc/ca.crt')
+  t.strictSame(config.routes[0].upstream, { protocol: 'https:', authority: 'orders.internal:8443' })
+  t.equal(config.routes[0].upstreamCaFile, '/etc/ca.crt')
   t.strictSame(config.userTokenIssuers, ['https://login.example.com'])
-  t.strictSame(parseRoutes(route('    upstream: https\n'), 'routes.yaml').routes[0]!.upstream, { protocol: 'https:', authority: undefined })
+  t.strictSame(parseRoutes(route('    upstream: https\n'), 'routes.yaml').routes[0].upstream, { protocol: 'https:', authority: undefined })
   t.end()
 })
