@@ -29,7 +29,7 @@ export function checkUpstreamCaFiles(config: RoutesConfig): void {
   }
 }
 
-/** The `strip` policy recognizes the user's token by its issuer, so it needs the list of them. */
+/** Requires `userTokenIssuers` under `strip`, which recognizes the user's token by its issuer. */
 export function checkEgressPolicy(config: RoutesConfig, policy: UnroutedPolicy): void {
   if (policy === 'strip' && config.userTokenIssuers.length === 0) {
     throw new ConfigError([

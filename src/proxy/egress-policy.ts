@@ -4,7 +4,7 @@ import { EgressDeniedError } from '../errors.js'
 import type { Metrics } from '../observability/metrics.js'
 
 /**
- * What happens to requests for which no route matches:
+ * The policies for requests that match no route:
  * - `forward`: sent on unchanged, with whatever credentials the agent put on them;
  * - `strip`: sent on without an `Authorization` bearer token that is a JWT from one of the
  *   user-token issuers in the routes file, while other credentials (API keys) pass untouched;
@@ -13,7 +13,7 @@ import type { Metrics } from '../observability/metrics.js'
 export const UNROUTED_POLICIES = ['forward', 'strip', 'deny'] as const
 export type UnroutedPolicy = (typeof UNROUTED_POLICIES)[number]
 
-/** What to do with the `Authorization` field of an unrouted request. */
+/** The action on the `Authorization` fields of an unrouted request. */
 export type AuthorizationAction = 'keep' | 'remove'
 
 export class EgressPolicy {
