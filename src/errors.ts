@@ -14,6 +14,7 @@ export type ErrorCode =
   | 'OBO_PROXY_DUPLICATE_AUTHORIZATION'
   | 'OBO_PROXY_UNKNOWN_HOST'
   | 'OBO_PROXY_MISDIRECTED'
+  | 'OBO_PROXY_CLIENT_CLOSED'
   | 'OBO_EGRESS_DENIED'
   | 'OBO_UPSTREAM_UNREACHABLE'
   | 'OBO_UPSTREAM_TLS_FAILED'
@@ -51,13 +52,21 @@ export abstract class OboError extends Error {
     this.name = new.target.name
   }
 
+  /**
+   * The message in the agent's error body. Subclasses whose message names sidecar internals,
+   * such as secret file paths, return a shorter one and leave the detail to the log.
+   */
+  get publicMessage(): string {
+    return this.message
+  }
+
   /** Extra response headers, such as `WWW-Authenticate` or `Retry-After`. */
   responseHeaders(): Record<string, string> {
     return {}
   }
 
   toBody(): ErrorBody {
-    return { error: this.error, code: this.code, message: this.message }
+    return { error: this.error, code: this.code, message: this.publicMessage }
   }
 }
 
@@ -90,6 +99,10 @@ export class SecretUnavailableError extends OboError {
   readonly code = 'OBO_SECRET_UNAVAILABLE'
   readonly statusCode = 502
   readonly error = 'secret_unavailable'
+
+  override get publicMessage(): string {
+    return 'the sidecar cannot read one of its client secrets or actor tokens; its log names the file or variable'
+  }
 }
 
 export class BadProxyRequestError extends OboError {
@@ -127,6 +140,16 @@ export class MisdirectedRequestError extends OboError {
   readonly code = 'OBO_PROXY_MISDIRECTED'
   readonly statusCode = 421
   readonly error = 'misdirected_request'
+}
+
+/**
+ * The agent closed its connection, or the shutdown grace time ran out, before the response was
+ * complete. 499 is the status nginx uses for this in logs and metrics; the agent never sees it.
+ */
+export class ClientClosedError extends OboError {
+  readonly code = 'OBO_PROXY_CLIENT_CLOSED'
+  readonly statusCode = 499
+  readonly error = 'client_closed_request'
 }
 
 /** The unrouted-traffic policy is `deny` and the request matched no route. */

@@ -131,8 +131,18 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
 
   let ready = false
   const admin = createAdminServer({ registry: metrics.registry, isReady: () => ready, logger })
-  const proxyAddress = await listen(listener.server, settings.listen)
-  const adminAddress = await listen(admin, settings.adminListen)
+  let proxyAddress: AddressInfo
+  let adminAddress: AddressInfo
+  try {
+    proxyAddress = await listen(listener.server, settings.listen)
+    adminAddress = await listen(admin, settings.adminListen)
+  } catch (error) {
+    // A half-started sidecar would proxy without readiness, metrics or a way to drain it.
+    listener.server.close()
+    admin.close()
+    await Promise.all([forwarder.close(), exchanger.close()])
+    throw error
+  }
   reloader.start()
   ready = true
   logger.info(

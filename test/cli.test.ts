@@ -33,7 +33,7 @@ t.test('run --help documents flags, environment variables and defaults', async (
 t.test('validate accepts a valid file', async (t) => {
   const result = await runCli(['validate', writeTempFile('routes.yaml', VALID_ROUTES)])
   t.equal(result.code, 0)
-  t.match(result.stdout, /valid \(1 routes, 1 issuers\)/)
+  t.match(result.stdout, /valid \(1 route, 1 issuer\)/)
 })
 
 t.test('validate prints FILE:LINE:COL problems and exits 1', async (t) => {

@@ -37,6 +37,7 @@ export class RoutesReloader {
   #current: RoutesConfig
   /** The text of the last file read, valid or not, so an unchanged invalid file is reported once. */
   #lastText: string
+  #lastReadError: string | undefined
   #watcher: FSWatcher | undefined
   #pollTimer: NodeJS.Timeout | undefined
   #debounceTimer: NodeJS.Timeout | undefined
@@ -92,10 +93,17 @@ export class RoutesReloader {
       text = readFileSync(file, 'utf8')
     } catch (error) {
       // Between the two steps of a symlink swap the file can be briefly missing: the next event
-      // or poll reads it again.
-      logger.warn({ event: 'config_reload', trigger, err: error instanceof Error ? error.message : String(error) }, 'cannot read the routes file; keeping the running routes')
+      // or poll reads it again. Each distinct failure is logged and counted once, because the
+      // log line itself can wake the directory watcher when the log is written next to the file.
+      const message = error instanceof Error ? error.message : String(error)
+      if (message !== this.#lastReadError) {
+        this.#lastReadError = message
+        metrics.configReloads.inc({ result: 'failure' })
+        logger.warn({ event: 'config_reload', trigger, err: message }, 'cannot read the routes file; keeping the running routes')
+      }
       return false
     }
+    this.#lastReadError = undefined
     if (text === this.#lastText && trigger !== 'signal') return false
     this.#lastText = text
 

@@ -36,12 +36,19 @@ export class TokenProvider {
 
   async tokenFor(route: RouteConfig, subjectToken: string): Promise<IssuedToken> {
     const key = exchangeCacheKey(subjectToken, route)
-    const { token, cacheHit } = await this.#cache.getOrExchange(key, () => subjectTokenExpiry(subjectToken), () =>
-      this.#exchange(route, subjectToken),
-    )
-    if (cacheHit) this.#metrics.tokenCacheHits.inc()
-    else this.#metrics.tokenCacheMisses.inc()
-    return token
+    // A miss is a request that started an exchange, whatever its outcome; a request served from
+    // the cache or by an exchange another request started is a hit.
+    let started = false
+    try {
+      const { token } = await this.#cache.getOrExchange(key, () => subjectTokenExpiry(subjectToken), () => {
+        started = true
+        return this.#exchange(route, subjectToken)
+      })
+      return token
+    } finally {
+      if (started) this.#metrics.tokenCacheMisses.inc()
+      else this.#metrics.tokenCacheHits.inc()
+    }
   }
 
   async #exchange(route: RouteConfig, subjectToken: string): Promise<IssuedToken> {

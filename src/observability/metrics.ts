@@ -45,12 +45,12 @@ export function createMetrics(): Metrics {
     }),
     tokenCacheHits: new Counter({
       name: 'obo_sidecar_token_cache_hits_total',
-      help: 'Routed requests served with a cached exchanged token, including requests that joined an exchange already in flight.',
+      help: 'Routed requests served with a cached exchanged token, or by an exchange another request had started (whether it succeeded or failed).',
       registers: [registry],
     }),
     tokenCacheMisses: new Counter({
       name: 'obo_sidecar_token_cache_misses_total',
-      help: 'Routed requests that started a token exchange.',
+      help: 'Routed requests that started a token exchange, whether it succeeded or failed.',
       registers: [registry],
     }),
     proxyRequests: new Counter({

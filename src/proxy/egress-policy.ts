@@ -28,12 +28,15 @@ export class EgressPolicy {
     this.#metrics = metrics
   }
 
-  /** Applies the policy to an unrouted request; throws EgressDeniedError under `deny`. */
-  authorizationForUnrouted(req: IncomingMessage, authority: string): AuthorizationAction {
+  /**
+   * Applies the policy to an unrouted request for `target` (authority and path); throws
+   * EgressDeniedError under `deny`.
+   */
+  authorizationForUnrouted(req: IncomingMessage, target: string): AuthorizationAction {
     if (this.policy === 'forward') return 'keep'
     if (this.policy === 'deny') {
       this.#metrics.userTokenBlocked.inc({ reason: 'denied' })
-      throw new EgressDeniedError(`no route matches ${authority} and the unrouted policy is deny; add a route for it or change --unrouted-policy`)
+      throw new EgressDeniedError(`no route matches ${target} and the unrouted policy is deny; add a route for it or change --unrouted-policy`)
     }
     const values = req.headersDistinct.authorization ?? []
     if (!values.some((value) => this.#isUserToken(value))) return 'keep'

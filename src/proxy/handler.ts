@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import type { ProxyServer, ProxyTarget } from 'http-proxy-3'
 import type { RouteConfig, RoutesConfig } from '../config/types.js'
-import { UnknownHostError, type OboError } from '../errors.js'
+import { ClientClosedError, UnknownHostError, type OboError } from '../errors.js'
 import type { TokenProvider } from '../exchange/token-provider.js'
 import type { Logger } from '../observability/logger.js'
 import { UNROUTED_LABEL, type Metrics } from '../observability/metrics.js'
@@ -45,7 +45,7 @@ function routeRequest(req: IncomingMessage, routes: RoutesConfig): RoutedRequest
   const route = matchRoute(routes.routes, target.hostname, target.port, target.normalizedPath)
   if (route === undefined && !target.proxied) {
     throw new UnknownHostError(
-      `no route matches Host ${target.authority}${target.normalizedPath}; send absolute-form requests through HTTP_PROXY or add a route for this host`,
+      `no route matches Host ${target.authority} with path ${target.normalizedPath}; send absolute-form requests through HTTP_PROXY or add a route for this host and path`,
     )
   }
   return { target, route, upstream: resolveUpstream(target, route) }
@@ -58,7 +58,7 @@ function routeRequest(req: IncomingMessage, routes: RoutesConfig): RoutedRequest
  */
 async function upstreamAuthorization(req: IncomingMessage, routed: RoutedRequest, options: ProxyHandlerOptions): Promise<string | null | undefined> {
   if (routed.route === undefined) {
-    const action = options.egressPolicy.authorizationForUnrouted(req, routed.target.authority)
+    const action = options.egressPolicy.authorizationForUnrouted(req, `${routed.target.authority}${routed.target.normalizedPath}`)
     return action === 'remove' ? null : undefined
   }
   const subjectToken = extractBearerToken(req)
@@ -174,6 +174,7 @@ function logRequestError(logger: Logger, req: IncomingMessage, error: OboError, 
     response_started: context.responseStarted,
     cause: error.cause instanceof Error ? error.cause.message : undefined,
   }
-  if (error.statusCode >= 500) logger.error(fields, 'proxy request failed')
+  if (error instanceof ClientClosedError) logger.info(fields, 'agent closed the connection')
+  else if (error.statusCode >= 500) logger.error(fields, 'proxy request failed')
   else logger.warn(fields, 'proxy request rejected')
 }

@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { STATUS_CODES } from 'node:http'
-import { InternalError, OboError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnreachableError } from '../errors.js'
+import { ClientClosedError, InternalError, OboError, UpstreamTimeoutError, UpstreamTlsError, UpstreamUnreachableError } from '../errors.js'
 
 const UPSTREAM_UNREACHABLE_CODES = new Set([
   'ECONNREFUSED',
@@ -15,6 +15,8 @@ const UPSTREAM_UNREACHABLE_CODES = new Set([
   'UND_ERR_CONNECT_TIMEOUT',
   'UND_ERR_CLOSED',
 ])
+/** Aborts: the forwarder cancels the upstream request when the agent's connection closes. */
+const CLIENT_CLOSED_CODES = new Set(['UND_ERR_ABORTED', 'ABORT_ERR'])
 const UPSTREAM_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
 
 /**
@@ -25,6 +27,9 @@ const UPSTREAM_TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY
 export function toOboError(error: unknown, upstreamAuthority?: string): OboError {
   if (error instanceof OboError) return error
   const codes = errorCodes(error)
+  if (codes.some((code) => CLIENT_CLOSED_CODES.has(code)) || (error instanceof Error && error.name === 'AbortError')) {
+    return new ClientClosedError('the agent closed the connection before the response was complete', { cause: error })
+  }
   const where = upstreamAuthority === undefined ? 'the upstream' : `upstream ${upstreamAuthority}`
   const timeoutCode = codes.find((code) => UPSTREAM_TIMEOUT_CODES.has(code))
   if (timeoutCode !== undefined) {
@@ -39,10 +44,11 @@ export function toOboError(error: unknown, upstreamAuthority?: string): OboError
   }
   const unreachableCode = codes.find((code) => UPSTREAM_UNREACHABLE_CODES.has(code))
   if (unreachableCode !== undefined) {
-    return new UpstreamUnreachableError(
-      `cannot reach ${where} (${unreachableCode}); check that it is running and accepts connections`,
-      { cause: error },
-    )
+    const hint =
+      unreachableCode === 'UND_ERR_SOCKET' || unreachableCode === 'ECONNRESET'
+        ? `the connection to ${where} closed before a complete response (${unreachableCode}); check that it is running and speaks the scheme the route uses (http or https)`
+        : `cannot reach ${where} (${unreachableCode}); check that it is running and accepts connections`
+    return new UpstreamUnreachableError(hint, { cause: error })
   }
   return new InternalError(`unexpected failure while proxying to ${where}`, { cause: error })
 }

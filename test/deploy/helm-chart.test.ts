@@ -285,8 +285,9 @@ function defineTests(): void {
   t.test('required values', async (t) => {
     const minimal = join(CI_VALUES, 'minimal-values.yaml')
     const cases: { args: string[]; message: RegExp; name: string }[] = [
-      { name: 'no routes', args: ['--set', 'agent.image.repository=agent'], message: /routes is empty/ },
+      { name: 'no routes', args: ['--set', 'agent.image.repository=agent', '--set', 'sidecar.image.repository=sidecar'], message: /routes is empty/ },
       { name: 'no agent image', args: ['-f', minimal, '--set', 'agent.image.repository='], message: /agent\.image\.repository is required/ },
+      { name: 'no sidecar image', args: ['-f', minimal, '--set', 'sidecar.image.repository='], message: /sidecar\.image\.repository is required/ },
       {
         name: 'routes twice',
         args: ['-f', minimal, '--set', 'existingRoutesConfigMap=team-routes'],
@@ -299,7 +300,7 @@ function defineTests(): void {
       },
       {
         name: 'strip without userTokenIssuers',
-        args: ['--set', 'agent.image.repository=agent', '--set', 'routes.issuers.corp.clientId=agent'],
+        args: ['--set', 'agent.image.repository=agent', '--set', 'sidecar.image.repository=sidecar', '--set', 'routes.issuers.corp.clientId=agent'],
         message: /egress\.unroutedPolicy is strip, which needs userTokenIssuers/,
       },
       {
@@ -317,7 +318,7 @@ function defineTests(): void {
 
   t.test('routes file passed as text', async (t) => {
     const example = join(REPO_ROOT, 'routes.example.yaml')
-    const objects = await template(t, helm, CHART, ['--set', 'agent.image.repository=agent', '--set-file', `routes=${example}`])
+    const objects = await template(t, helm, CHART, ['--set', 'agent.image.repository=agent', '--set', 'sidecar.image.repository=sidecar', '--set-file', `routes=${example}`])
     const routes = find<IConfigMap>(objects, 'ConfigMap').data?.['routes.yaml']
     t.equal(routes, readFileSync(example, 'utf8'), 'the file reaches the ConfigMap unchanged, comments included')
     await checkRoutesFileIsValid(t, objects)
@@ -397,7 +398,7 @@ function defineTests(): void {
     const manifest = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string }
     t.equal(chart.appVersion, manifest.version, 'Chart.yaml appVersion is the package version')
     const objects = await template(t, helm, CHART, ['-f', join(CI_VALUES, 'minimal-values.yaml')])
-    t.equal(sidecarContainer(t, podSpec(objects)).image, `obo-sidecar:${manifest.version}`, 'the default sidecar image tag')
+    t.equal(sidecarContainer(t, podSpec(objects)).image, `registry.example.com/platform/obo-sidecar:${manifest.version}`, 'the default sidecar image tag')
   })
 }
 

@@ -125,6 +125,9 @@ Renders a YAML mapping with the pieces a pod needs for the sidecar. Use it with 
 
 {{- /* The sidecar container. */}}
 {{- $image := $sidecar.image.repository }}
+{{- if not $image }}
+{{- fail "sidecar.image.repository is required: push the image built from the repository's Dockerfile to your registry and set it, e.g. --set sidecar.image.repository=registry.example.com/platform/obo-sidecar" }}
+{{- end }}
 {{- if $sidecar.image.digest }}
 {{- $image = printf "%s@%s" $image $sidecar.image.digest }}
 {{- else }}
