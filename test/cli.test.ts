@@ -1,6 +1,6 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
-import { runCli, startSidecarProcess, writeTempFile } from './helpers/sidecar-process.js'
+import { CLI_PATH, runCli, startSidecarProcess, writeTempFile } from './helpers/sidecar-process.js'
 
 const packageVersion = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -102,3 +102,34 @@ t.test('SIGTERM stops the sidecar with exit code 0', async (t) => {
   const sidecar = await startSidecarProcess(writeTempFile('routes.yaml', VALID_ROUTES), [], { CLI_TEST_SECRET: 'secret-value' })
   t.equal(await sidecar.stop(), 0)
 })
+
+t.test('a busy admin port stops start-up with exit 1', async (t) => {
+  const { createServer } = await import('node:net')
+  const busy = createServer().listen(0, '127.0.0.1')
+  await new Promise((resolve) => busy.once('listening', resolve))
+  t.teardown(() => busy.close())
+  const port = (busy.address() as { port: number }).port
+  const result = await runCli(
+    ['run', '--routes', writeTempFile('routes.yaml', VALID_ROUTES), '--listen', '127.0.0.1:0', '--admin-listen', `127.0.0.1:${port}`],
+    { CLI_TEST_SECRET: 'secret-value' },
+  )
+  t.equal(result.code, 1, 'exits instead of serving without an admin listener')
+  t.match(result.stderr, /not started: .*EADDRINUSE/)
+})
+
+// The machines this project runs on ship an older Node.js as /usr/bin/node.
+const systemNode = '/usr/bin/node'
+const systemNodeMajor = await runCommandVersion(systemNode)
+t.test('an old Node.js gets a clear message', { skip: systemNodeMajor === undefined || systemNodeMajor >= 22 ? 'no Node.js older than 22 at /usr/bin/node' : false }, async (t) => {
+  const { spawnSync } = await import('node:child_process')
+  const result = spawnSync(systemNode, [CLI_PATH, '--version'], { encoding: 'utf8', timeout: 20_000 })
+  t.equal(result.status, 1)
+  t.match(result.stderr, /Node\.js 22\.19 or later is required/)
+})
+
+async function runCommandVersion(command: string): Promise<number | undefined> {
+  const { spawnSync } = await import('node:child_process')
+  const result = spawnSync(command, ['--version'], { encoding: 'utf8', timeout: 10_000 })
+  const match = /^v(\d+)\./.exec(result.stdout ?? '')
+  return match === null ? undefined : Number(match[1])
+}

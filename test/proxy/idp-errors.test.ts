@@ -227,3 +227,10 @@ t.test('no token or secret in logs or error bodies', async (t) => {
   t.notMatch(output, 'obo-after-recovery', 'issued token absent from logs')
   t.match(output, /token exchange failed/, 'failures were logged')
 })
+
+t.test('failed exchanges count as cache misses', async (t) => {
+  const misses = await sidecar.metric('obo_sidecar_token_cache_misses_total')
+  t.ok(misses >= cases.length, `${misses} misses for ${cases.length} failed exchanges and more`)
+  const outcomes = await sidecar.metric('obo_sidecar_token_exchanges_total{issuer="scripted",outcome="subject_rejected"}')
+  t.equal(outcomes, 1, 'outcome label per error class')
+})
