@@ -7,12 +7,12 @@ const BEARER_CREDENTIALS = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i
 /**
  * Returns the bearer token of a routed request.
  *
- * Node keeps only the first of duplicate `Authorization` fields in `req.headers`, so duplicates
- * are detected on `headersDistinct`: two credentials make it ambiguous whose token to exchange.
+ * Node keeps only the first of duplicate `Authorization` fields in `req.headers`, so the raw
+ * header list is read instead: two credentials make it ambiguous whose token to exchange.
  */
 export function extractBearerToken(req: IncomingMessage): string {
-  const values = req.headersDistinct.authorization
-  if (values === undefined || values.length === 0) {
+  const values = authorizationValues(req.rawHeaders)
+  if (values.length === 0) {
     throw new MissingTokenError('the route requires the user\'s token: send "Authorization: Bearer <token>"')
   }
   if (values.length > 1) {
@@ -27,4 +27,14 @@ export function extractBearerToken(req: IncomingMessage): string {
     )
   }
   return match[1]
+}
+
+/** Collects every `Authorization` value from Node's flat [name, value, ...] header list. */
+function authorizationValues(rawHeaders: readonly string[]): string[] {
+  const values: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]
+    if (name.length === 13 && name.toLowerCase() === 'authorization') values.push(rawHeaders[i + 1])
+  }
+  return values
 }

@@ -72,8 +72,10 @@ export class Forwarder {
         (data) => {
           statusCode = data.statusCode
           res.writeHead(data.statusCode, buildClientResponseHeaders(data.headers))
-          // Sends the headers now: an event stream's first event may come much later.
-          res.flushHeaders()
+          // A response without Content-Length streams (server-sent events, chunked tool output), and
+          // its first chunk may come much later, so its headers go out now. Others go out with the
+          // body in one write.
+          if (data.headers['content-length'] === undefined) res.flushHeaders()
           return res
         },
       )
