@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import type { IssuerConfig, SecretRef } from '../config/types.js'
 
 /** Everything besides the subject token that changes what the IdP issues. */
@@ -13,15 +13,15 @@ const targetFingerprints = new WeakMap<ExchangeTarget, string>()
 
 /**
  * Derives the cache key of one exchange: the target's fingerprint, a colon, and the SHA-256 of
- * the subject token. The fingerprint comes first so that all entries of one target can be found by
+ * the subject token, both base64url-encoded (87 characters in all). The fingerprint comes first so that all entries of one target can be found by
  * prefix when a reload changes it.
  */
 export function exchangeCacheKey(subjectToken: string, target: ExchangeTarget): string {
-  return `${exchangeTargetFingerprint(target)}:${sha256Hex(subjectToken)}`
+  return `${exchangeTargetFingerprint(target)}:${hash('sha256', subjectToken, 'base64url')}`
 }
 
 /**
- * Returns a SHA-256 hex digest over every setting besides the subject token that changes the
+ * Returns a base64url SHA-256 digest over every setting besides the subject token that changes the
  * issued token, memoized per target object. The fields are hashed as one JSON array, which keeps
  * their boundaries unambiguous. Target and scope lists are sorted because their order does not
  * change the grant. Equal settings give equal fingerprints, so a route left unchanged by a reload
@@ -47,7 +47,7 @@ export function exchangeTargetFingerprint(target: ExchangeTarget): string {
     sorted(target.resource),
     sorted(target.scopes),
   ]
-  fingerprint = sha256Hex(JSON.stringify(fields))
+  fingerprint = hash('sha256', JSON.stringify(fields), 'base64url')
   targetFingerprints.set(target, fingerprint)
   return fingerprint
 }
@@ -66,5 +66,5 @@ function sorted(values: readonly string[]): string[] {
 }
 
 function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex')
+  return hash('sha256', text, 'hex')
 }

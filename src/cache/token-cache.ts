@@ -77,6 +77,11 @@ export class TokenCache {
     return { token: await pending, cacheHit: false }
   }
 
+  /** Returns the cached token for `key` while it is fresh, without starting an exchange. */
+  peek(key: string): IssuedToken | undefined {
+    return this.#getFresh(key)
+  }
+
   /** Removes one entry, e.g. after the upstream rejected its token. A running exchange is unaffected. */
   delete(key: string): void {
     this.#entries.delete(key)

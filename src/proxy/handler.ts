@@ -62,7 +62,8 @@ async function upstreamAuthorization(req: IncomingMessage, routed: RoutedRequest
     return action === 'remove' ? null : undefined
   }
   const subjectToken = extractBearerToken(req)
-  const issued = await options.tokens.tokenFor(routed.route, subjectToken)
+  const pending = options.tokens.tokenFor(routed.route, subjectToken)
+  const issued = pending instanceof Promise ? await pending : pending
   return `${issued.tokenType} ${issued.accessToken}`
 }
 

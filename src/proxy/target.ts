@@ -58,7 +58,43 @@ export function resolveRequestTarget(req: IncomingMessage): RequestTarget {
   )
 }
 
+/**
+ * Matches the common absolute-form target that URL parsing would return unchanged: `http://`, a
+ * lowercase host name or IPv4 address, an optional port, and a path and query of characters that
+ * need no percent-encoding, without dot segments. Everything else goes through the URL parser.
+ */
+const PLAIN_ABSOLUTE_FORM = /^http:\/\/([a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::(\d{1,5}))?(\/[A-Za-z0-9\-._~!$&()*+,;=:@/%]*)(\?[A-Za-z0-9\-._~!$&()*+,;=:@/%?]*)?$/
+
+const IPV4_OCTET = '(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)'
+const CANONICAL_IPV4 = new RegExp(`^${IPV4_OCTET}(?:\\.${IPV4_OCTET}){3}$`)
+
+function resolvePlainAbsoluteForm(requestTarget: string): RequestTarget | undefined {
+  const match = PLAIN_ABSOLUTE_FORM.exec(requestTarget)
+  if (match === null) return undefined
+  const [, hostname, portText, path, query = ''] = match as unknown as [string, string, string | undefined, string, string | undefined]
+  // Dot segments (also percent-encoded ones) and a port of 80, which URL would drop, take the slow path.
+  if (path.includes('/.') || /%2e/i.test(path) || portText === '80' || (portText !== undefined && portText.startsWith('0'))) return undefined
+  // URL reads a host whose last label starts with a digit as IPv4, normalizing shorthand such as
+  // 127.1 to 127.0.0.1; only an address already in canonical form may skip it, or a route for
+  // 127.0.0.1 could be bypassed by writing it differently.
+  const lastLabel = hostname.slice(hostname.lastIndexOf('.') + 1)
+  if (/^\d/.test(lastLabel) && !CANONICAL_IPV4.test(hostname)) return undefined
+  const port = portText === undefined ? 80 : Number(portText)
+  if (port < 1 || port > 65535) return undefined
+  return {
+    protocol: 'http:',
+    hostname,
+    port,
+    authority: portText === undefined ? hostname : `${hostname}:${portText}`,
+    pathAndQuery: `${path}${query}`,
+    normalizedPath: path,
+    proxied: true,
+  }
+}
+
 function resolveAbsoluteForm(requestTarget: string): RequestTarget {
+  const plain = resolvePlainAbsoluteForm(requestTarget)
+  if (plain !== undefined) return plain
   const url = parseUrl(requestTarget)
   if (url.hostname === '') throw new BadProxyRequestError('absolute-form request target has no host')
   if (url.username !== '' || url.password !== '') {

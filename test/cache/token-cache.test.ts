@@ -251,7 +251,7 @@ function target(overrides: Partial<ExchangeTarget> = {}): ExchangeTarget {
 void t.test('exchangeCacheKey', (t) => {
   const base = exchangeCacheKey('subject', target())
 
-  t.match(base, /^[0-9a-f]{64}:[0-9a-f]{64}$/)
+  t.match(base, /^[A-Za-z0-9_-]{43}:[A-Za-z0-9_-]{43}$/)
   t.notOk(base.includes('subject'))
   t.equal(exchangeCacheKey('subject', target({ audience: ['a2', 'a1'], scopes: ['s2', 's1'] })), base, 'order-independent')
 
