@@ -102,6 +102,7 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
     maxBytes: settings.cacheMaxBytes,
     expirySkewSeconds: settings.cacheExpirySkewSeconds,
   })
+  metrics.observeTokenCache(cache)
   const reloader = new RoutesReloader({
     initial: initialRoutes,
     check: (config) => checkRoutesEnvironment(config, secrets, settings.unroutedPolicy),

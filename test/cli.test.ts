@@ -91,6 +91,13 @@ t.test('admin listener serves health, readiness and metrics', async (t) => {
     'obo_sidecar_token_cache_misses_total',
     'obo_sidecar_proxy_requests_total',
     'obo_sidecar_proxy_request_duration_seconds',
+    'obo_sidecar_token_cache_entries',
+    'obo_sidecar_token_cache_bytes',
+    'obo_sidecar_user_token_blocked_total',
+    'obo_sidecar_tls_handshakes_total',
+    'obo_sidecar_tls_certificates_minted_total',
+    'obo_sidecar_tunnels_open',
+    'obo_sidecar_config_reloads_total',
     'process_cpu_seconds_total',
   ]) {
     t.match(metrics, `# TYPE ${name} `, `${name} is registered before any traffic`)

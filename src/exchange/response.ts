@@ -98,8 +98,8 @@ function parseIssuedToken(response: ExchangeResponse, context: ResponseContext):
     accessToken,
     tokenType: 'Bearer',
     expiresAt: resolveExpiresAt(body.expires_in, accessToken, context),
-    scope: normalizeScope(body.scope),
-    issuedTokenType,
+    scope: intern(normalizeScope(body.scope)),
+    issuedTokenType: intern(issuedTokenType),
   }
 }
 
@@ -201,6 +201,20 @@ function jwtExpiry(token: string): number | undefined {
 }
 
 /** RFC 6749 uses a space-delimited string. Some IdPs return a JSON array instead. */
+// Every cached token carries its scope and token type, which repeat across users. Sharing one copy
+// of each saves about 100 bytes per cache entry. The bound keeps an IdP that varies them from
+// growing the table without limit.
+const internedStrings = new Map<string, string>()
+const MAX_INTERNED_STRINGS = 1000
+
+function intern(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const shared = internedStrings.get(value)
+  if (shared !== undefined) return shared
+  if (internedStrings.size < MAX_INTERNED_STRINGS) internedStrings.set(value, value)
+  return value
+}
+
 function normalizeScope(scope: unknown): string | undefined {
   if (typeof scope === 'string') return scope
   if (Array.isArray(scope)) return scope.filter((item): item is string => typeof item === 'string').join(' ')

@@ -19,6 +19,14 @@ export interface Metrics {
   readonly tlsCertificatesMinted: Counter
   readonly tunnelsOpen: Gauge<'kind'>
   readonly configReloads: Counter<'result'>
+  /** Makes the token cache gauges report `cache` at each scrape. */
+  observeTokenCache(cache: TokenCacheSize): void
+}
+
+/** What the token cache gauges read. */
+export interface TokenCacheSize {
+  readonly size: number
+  readonly calculatedSize: number
 }
 
 /** The `route` label of requests that match no route. */
@@ -27,9 +35,29 @@ export const UNROUTED_LABEL = '_unrouted'
 export function createMetrics(): Metrics {
   const registry = new Registry()
   collectDefaultMetrics({ register: registry })
+  let tokenCache: TokenCacheSize | undefined
+  new Gauge({
+    name: 'obo_sidecar_token_cache_entries',
+    help: 'Exchanged tokens in the cache, including expired ones not yet evicted.',
+    registers: [registry],
+    collect() {
+      this.set(tokenCache?.size ?? 0)
+    },
+  })
+  new Gauge({
+    name: 'obo_sidecar_token_cache_bytes',
+    help: 'Estimated size of the cached tokens and their keys, the figure --cache-max-bytes bounds.',
+    registers: [registry],
+    collect() {
+      this.set(tokenCache?.calculatedSize ?? 0)
+    },
+  })
 
   return {
     registry,
+    observeTokenCache(cache) {
+      tokenCache = cache
+    },
     tokenExchanges: new Counter({
       name: 'obo_sidecar_token_exchanges_total',
       help: 'Token exchanges sent to an identity provider, by issuer and outcome (success or an error class).',

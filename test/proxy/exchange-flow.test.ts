@@ -155,6 +155,8 @@ t.test('cache: repeat call, other user, other audience', async (t) => {
   const billing = await verifyForwardedToken(lastAuthorization(), 'https://billing.example.com')
   t.equal(billing.payload.sub, 'dave')
   t.equal(tokenService.exchangeCount(), exchangesBefore + 3, 'another audience is another exchange')
+  t.ok((await sidecar.metric('obo_sidecar_token_cache_entries')) >= 3, 'the cache gauge counts the entries')
+  t.ok((await sidecar.metric('obo_sidecar_token_cache_bytes')) > 3 * 256, 'and their estimated size')
 })
 
 t.test('cache: entries expire with the issued token', async (t) => {
