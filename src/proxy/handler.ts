@@ -129,6 +129,8 @@ export function createUpgradeHandler(options: ProxyHandlerOptions): (req: Incomi
         logRequestError(logger, req, oboError, { route: routeLabel, requestId, responseStarted: false })
         sendErrorOnSocket(socket, oboError, requestId)
       })
+      // NOTE: counted as 101 when the handshake is handed to http-proxy-3, so an upstream that
+      // answers the handshake with another status is still counted as 101.
       metrics.proxyRequests.inc({ route: routeLabel, code: '101' })
     }
 
