@@ -144,7 +144,7 @@ export class MisdirectedRequestError extends OboError {
 
 /**
  * The agent closed its connection, or the shutdown grace time ran out, before the response was
- * complete. 499 is the status nginx uses for this in logs and metrics; the agent never sees it.
+ * complete. 499 is the status nginx uses for this in logs and metrics. It is never sent to the agent.
  */
 export class ClientClosedError extends OboError {
   readonly code = 'OBO_PROXY_CLIENT_CLOSED'

@@ -60,7 +60,7 @@ export interface RunningSidecar {
   stop(): Promise<void>
   /** Closes every connection at once; a running `stop()` then completes. */
   stopNow(): void
-  /** Re-reads the routes file, as SIGHUP asks; returns true when new routes took effect. */
+  /** Re-reads the routes file, as on SIGHUP. Returns true when new routes took effect. */
   reload(): boolean
 }
 
@@ -89,7 +89,7 @@ export async function startSidecar(settings: SidecarSettings, logger: Logger): P
   const metrics = createMetrics()
   const ca = await loadOrGenerateCa(settings)
   const certificates = new LeafCertificateCache({ ca, onMint: () => metrics.tlsCertificatesMinted.inc() })
-  // The agent reads these files to trust intercepted TLS, so they exist before /readyz says 200.
+  // The agent reads these files to trust intercepted TLS, so they exist before /readyz returns 200.
   const caFiles = settings.caOutDir === undefined ? undefined : await writeCaFiles(settings.caOutDir, ca)
   const exchanger = new TokenExchanger({
     timeoutMs: settings.exchangeTimeoutMs,

@@ -113,7 +113,7 @@ export class RoutesReloader {
       this.#options.check(next)
     } catch (error) {
       metrics.configReloads.inc({ result: 'failure' })
-      const problems = error instanceof ConfigError ? error.problems.map(formatConfigProblem) : [error instanceof Error ? error.message : String(error)]
+      const problems = describeProblems(error)
       logger.error({ event: 'config_reload', trigger, result: 'failure', problems }, 'rejected the new routes file; keeping the running routes')
       return false
     }
@@ -127,4 +127,10 @@ export class RoutesReloader {
     )
     return true
   }
+}
+
+/** Lists a rejected file's problems as FILE:LINE:COL lines, or the one error a check raised. */
+function describeProblems(error: unknown): string[] {
+  if (error instanceof ConfigError) return error.problems.map(formatConfigProblem)
+  return [error instanceof Error ? error.message : String(error)]
 }

@@ -54,7 +54,7 @@ export interface HostPattern {
   readonly port: number | undefined
 }
 
-/** Where a route's traffic goes when not to the requested authority over the requested scheme. */
+/** A route's destination when it differs from the requested scheme and authority. */
 export interface UpstreamOverride {
   /** `https:` makes the sidecar originate TLS, verified against the system roots and `upstreamCaFile`. */
   readonly protocol: 'http:' | 'https:'

@@ -23,7 +23,7 @@ export interface Metrics {
   observeTokenCache(cache: TokenCacheSize): void
 }
 
-/** What the token cache gauges read. */
+/** The token cache figures the gauges report. */
 export interface TokenCacheSize {
   readonly size: number
   readonly calculatedSize: number

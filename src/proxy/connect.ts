@@ -62,7 +62,7 @@ export function parseConnectTarget(requestTarget: string): TunnelTarget {
 
 /**
  * Handles CONNECT. A tunnel to a host with a route (or to any host with `--intercept all`) is
- * intercepted: the sidecar answers 200, then terminates TLS with a leaf certificate for the
+ * intercepted: the sidecar responds 200, then terminates TLS with a leaf certificate for the
  * requested name, or reads plain HTTP when the agent sends no TLS ClientHello, and hands the
  * connection to its own HTTP server, which swaps tokens as for plain proxy requests. Any other
  * tunnel is relayed blind, unless the unrouted policy is `deny`.
@@ -102,7 +102,7 @@ function rejectTunnel(options: ConnectHandlerOptions, socket: Duplex, error: Obo
 
 /**
  * Relays bytes between the agent and the target. The upstream connection is made before the 200,
- * so an unreachable target gets 502 as the answer to the CONNECT itself.
+ * so an unreachable target gets 502 as the response to the CONNECT itself.
  */
 function openBlindTunnel(options: ConnectHandlerOptions, socket: Duplex, head: Buffer, target: TunnelTarget): void {
   const host = target.hostname.replace(/^\[(.*)\]$/, '$1')
@@ -130,7 +130,7 @@ function openBlindTunnel(options: ConnectHandlerOptions, socket: Duplex, head: B
 }
 
 /**
- * Answers 200, then looks at the agent's first bytes: a TLS handshake record is terminated with a
+ * Responds 200, then reads the agent's first bytes: a TLS handshake record is terminated with a
  * leaf certificate; anything else is plain HTTP inside the tunnel, which Node's fetch sends for
  * `http://` URLs through HTTPS_PROXY-style tunnelling.
  */

@@ -52,8 +52,8 @@ function routeRequest(req: IncomingMessage, routes: RoutesConfig): RoutedRequest
 }
 
 /**
- * Returns the `Authorization` to send upstream: the exchanged token on a routed request; on an
- * unrouted one, what the egress policy decides: `undefined` keeps the agent's own fields, `null`
+ * Returns the `Authorization` to send upstream. A routed request gets the exchanged token. For an
+ * unrouted one the egress policy decides, and `undefined` keeps the agent's own fields while `null`
  * removes them.
  */
 async function upstreamAuthorization(req: IncomingMessage, routed: RoutedRequest, options: ProxyHandlerOptions): Promise<string | null | undefined> {
@@ -130,7 +130,7 @@ export function createUpgradeHandler(options: ProxyHandlerOptions): (req: Incomi
         sendErrorOnSocket(socket, oboError, requestId)
       })
       // NOTE: counted as 101 when the handshake is handed to http-proxy-3, so an upstream that
-      // answers the handshake with another status is still counted as 101.
+      // rejects the handshake with another status is still counted as 101.
       metrics.proxyRequests.inc({ route: routeLabel, code: '101' })
     }
 
@@ -148,11 +148,12 @@ export function createUpgradeHandler(options: ProxyHandlerOptions): (req: Incomi
 function webSocketTarget(upstream: UpstreamTarget): ProxyTarget {
   const url = new URL(upstream.origin)
   const secure = url.protocol === 'https:'
+  const defaultPort = secure ? 443 : 80
   return {
     protocol: secure ? 'wss:' : 'ws:',
     host: url.hostname,
     hostname: url.hostname,
-    port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+    port: url.port === '' ? defaultPort : Number(url.port),
     ca: secure ? trustedCertificates(upstream.caFile).join('\n') : undefined,
   }
 }
@@ -160,7 +161,7 @@ function webSocketTarget(upstream: UpstreamTarget): ProxyTarget {
 interface RequestErrorContext {
   route: string
   requestId: string
-  /** True when the upstream response had begun, so the agent sees a cut connection, not JSON. */
+  /** True when the upstream response had begun, so the agent gets a closed connection, not JSON. */
   responseStarted: boolean
 }
 

@@ -22,7 +22,7 @@ export class ProxyListener {
   readonly server: Server
   /**
    * Upgraded and CONNECT sockets leave the HTTP server's bookkeeping, so closeAllConnections()
-   * misses them; they are tracked here to be ended when a drain runs out of time.
+   * misses them. They are tracked here so that a drain that runs out of time can end them.
    */
   readonly #detachedSockets = new Set<Duplex>()
 

@@ -74,9 +74,9 @@ function resolvePlainAbsoluteForm(requestTarget: string): RequestTarget | undefi
   const [, hostname, portText, path, query = ''] = match as unknown as [string, string, string | undefined, string, string | undefined]
   // Dot segments (also percent-encoded ones) and a port of 80, which URL would drop, take the slow path.
   if (path.includes('/.') || /%2e/i.test(path) || portText === '80' || (portText !== undefined && portText.startsWith('0'))) return undefined
-  // URL reads a host whose last label starts with a digit as IPv4, normalizing shorthand such as
-  // 127.1 to 127.0.0.1; only an address already in canonical form may skip it, or a route for
-  // 127.0.0.1 could be bypassed by writing it differently.
+  // URL reads a host whose last label starts with a digit as IPv4 and normalizes shorthand such as
+  // 127.1 to 127.0.0.1. Only an address already in canonical form may skip it. Otherwise a route
+  // for 127.0.0.1 could be bypassed by writing the address differently.
   const lastLabel = hostname.slice(hostname.lastIndexOf('.') + 1)
   if (/^\d/.test(lastLabel) && !CANONICAL_IPV4.test(hostname)) return undefined
   const port = portText === undefined ? 80 : Number(portText)

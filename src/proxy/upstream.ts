@@ -1,7 +1,7 @@
 import type { RouteConfig } from '../config/types.js'
 import type { RequestTarget } from './target.js'
 
-/** Where a request is sent: the origin to connect to, and the `Host` it carries there. */
+/** The destination of a forwarded request: the origin to connect to, and the `Host` it carries. */
 export interface UpstreamTarget {
   /** `scheme://host[:port]`, as undici takes it. */
   readonly origin: string

@@ -8,7 +8,7 @@ export interface ClientResponse {
 }
 
 /**
- * An agent's view of the proxy through undici's `EnvHttpProxyAgent`, configured as `HTTP_PROXY`
+ * Creates an agent's view of the proxy: undici's `EnvHttpProxyAgent`, configured as `HTTP_PROXY`
  * would configure it. `noProxy` is empty so that loopback targets still go through the proxy.
  */
 export function proxyAgent(proxyUrl: string): EnvHttpProxyAgent {

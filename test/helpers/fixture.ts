@@ -14,7 +14,7 @@ export interface ProxyFixture {
 export const FIXTURE_CLIENT_SECRET = 'fixture+secret/with:odd%chars'
 
 /**
- * The usual test setup: the development token service, one upstream API, and the sidecar with a
+ * Starts the usual test setup: the development token service, one upstream API, and the sidecar with a
  * route for `/api/` on that upstream (other paths on it are unrouted).
  */
 export async function startProxyFixture(extraArgs: string[] = []): Promise<ProxyFixture> {

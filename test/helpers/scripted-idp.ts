@@ -7,19 +7,19 @@ export interface TokenRequest {
   form: URLSearchParams
 }
 
-/** Writes the token endpoint's answer for one request. */
+/** Writes the token endpoint's response to one request. */
 export type TokenResponder = (request: TokenRequest, res: ServerResponse) => void
 
 export interface ScriptedIdp {
   readonly tokenEndpoint: string
   readonly requests: TokenRequest[]
-  /** Replaces how the next requests are answered. */
+  /** Replaces the responder for the following requests. */
   respondWith(responder: TokenResponder): void
   close(): Promise<void>
 }
 
 /**
- * A token endpoint on loopback whose answers each test scripts. It stands in for identity
+ * A token endpoint on loopback whose responses each test scripts. It stands in for identity
  * provider failures that the real authorization server in these tests cannot be made to produce:
  * 5xx, HTML error pages, throttling, silence, `token_type: N_A`.
  */

@@ -64,7 +64,7 @@ const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
  * A plain HTTP server on loopback standing in for the API an agent calls. It records what it
  * received, including every Authorization value, and offers:
  * - a path ending in `/sse` (`?events=N&delay=MS`): server-sent events, each written when due;
- * - a path ending in `/status/CODE`: answers with that status;
+ * - a path ending in `/status/CODE`: responds with that status;
  * - a WebSocket handshake on any path, after which it sends one text frame with the
  *   Authorization value it saw and then echoes raw bytes;
  * - anything else: reads the body while counting its bytes, then answers JSON with the method,
@@ -163,7 +163,7 @@ function streamEvents(res: ServerResponse, count: number, delayMs: number): void
   res.on('close', () => clearInterval(timer))
 }
 
-/** An unmasked WebSocket text frame (RFC 6455 section 5.2), as a server sends. */
+/** Encodes an unmasked WebSocket text frame (RFC 6455 section 5.2), as a server sends it. */
 export function textFrame(text: string): Buffer {
   const payload = Buffer.from(text)
   if (payload.length < 126) return Buffer.concat([Buffer.from([0x81, payload.length]), payload])

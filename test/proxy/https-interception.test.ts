@@ -29,7 +29,9 @@ interface ProcessResult {
 function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<ProcessResult> {
   return new Promise((resolve) => {
     execFile(command, args, { env: { ...process.env, ...env }, timeout: 30_000 }, (error, stdout, stderr) => {
-      resolve({ code: error === null ? 0 : typeof error.code === 'number' ? error.code : 1, stdout, stderr })
+      let code = 0
+      if (error !== null) code = typeof error.code === 'number' ? error.code : 1
+      resolve({ code, stdout, stderr })
     })
   })
 }

@@ -156,7 +156,7 @@ const cases: Array<{
   {
     name: 'silent IdP becomes 504',
     responder: () => {
-      // Never answers: the sidecar's 1 s exchange timeout must end the wait.
+      // Never responds: the sidecar's 1 s exchange timeout must end the wait.
     },
     status: 504,
     error: 'idp_timeout',
